@@ -1,0 +1,121 @@
+"""Show, Attend and Tell (Xu et al., 2015): an LSTM decoder with soft attention over the grid.
+
+At step t the LSTM reads [E y_{t-1}; beta_t * z_t], where z_t is the attention context and
+beta_t = sigmoid(f_beta(h_{t-1})) the gating scalar of section 4.2.1; h_0 and c_0 come from
+MLPs of the mean annotation; the word distribution is the deep output layer
+p(y_t) ~ exp(L_o(E y_{t-1} + L_h h_t + L_z z_t)) (eq. 7).
+"""
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from models.attention import SoftAttention
+from models.grid import GridAdapter
+from models.text import PAD_ID
+
+State = tuple[Tensor, Tensor]
+
+
+@dataclass
+class CaptionerConfig:
+    vocab_size: int
+    feat_dim: int  # channels of the encoder grid
+    grid: tuple[int, int] = (16, 16)
+    d_model: int = 256  # annotation vectors after the grid adapter
+    embed_dim: int = 256
+    hidden_dim: int = 512
+    attn_dim: int = 128
+    conv_layers: int = 0
+    dropout: float = 0.3
+
+    def __post_init__(self) -> None:
+        self.grid = tuple(self.grid)  # JSON gives a list
+
+
+@dataclass
+class Prepared:
+    """Per-image work done once before decoding: annotations, W_a a_i, initial state."""
+
+    features: Tensor  # (B, L, d_model)
+    projected: Tensor  # (B, L, attn_dim)
+    state: State  # (B, H) each
+
+    def index(self, idx: Tensor) -> "Prepared":
+        """Select or repeat rows, e.g. to grow B images into B x K beams."""
+        h, c = self.state
+        return Prepared(self.features[idx], self.projected[idx], (h[idx], c[idx]))
+
+
+class Captioner(nn.Module):
+    def __init__(self, config: CaptionerConfig) -> None:
+        super().__init__()
+        self.config = cfg = config
+        self.adapter = GridAdapter(cfg.feat_dim, cfg.d_model, cfg.grid, cfg.conv_layers)
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.embed_dim, padding_idx=PAD_ID)
+        self.init_h = nn.Linear(cfg.d_model, cfg.hidden_dim)
+        self.init_c = nn.Linear(cfg.d_model, cfg.hidden_dim)
+        self.attention = SoftAttention(cfg.d_model, cfg.hidden_dim, cfg.attn_dim)
+        self.f_beta = nn.Linear(cfg.hidden_dim, 1)
+        self.lstm = nn.LSTMCell(cfg.embed_dim + cfg.d_model, cfg.hidden_dim)
+        self.out_h = nn.Linear(cfg.hidden_dim, cfg.embed_dim)  # L_h
+        self.out_z = nn.Linear(cfg.d_model, cfg.embed_dim)  # L_z
+        self.out = nn.Linear(cfg.embed_dim, cfg.vocab_size)  # L_o
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def prepare(self, features: Tensor) -> Prepared:
+        """Adapt the raw encoder grid (B, L, feat_dim) and compute the initial LSTM state."""
+        annotations = self.adapter(features)  # (B, L, d)
+        mean = annotations.mean(dim=1)  # (B, d)
+        state = (torch.tanh(self.init_h(mean)), torch.tanh(self.init_c(mean)))  # (B, H) x 2
+        return Prepared(annotations, self.attention.project(annotations), state)
+
+    def step(self, tokens: Tensor, prepared: Prepared) -> tuple[Tensor, State, Tensor]:
+        """One decoding step: previous words (B,) -> logits (B, V), new state, alpha (B, L)."""
+        h, c = prepared.state
+        context, alpha = self.attention(prepared.projected, prepared.features, h)  # (B, d), (B, L)
+        gated = torch.sigmoid(self.f_beta(h)) * context  # (B, d)
+        emb = self.embed(tokens)  # (B, E)
+        h, c = self.lstm(torch.cat([emb, gated], dim=1), (h, c))  # (B, H)
+        deep = emb + self.out_h(self.dropout(h)) + self.out_z(gated)  # (B, E)
+        return self.out(self.dropout(deep)), (h, c), alpha
+
+    def forward(
+        self, features: Tensor, captions: Tensor, sample_prob: float = 0.0
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Teacher-forced pass over <bos> w_1 .. w_n <eos> <pad>.. captions (B, T).
+
+        Returns logits (B, T-1, V), alphas (B, T-1, L) and the mean cross-entropy over
+        non-pad targets. With `sample_prob` > 0 each input word is replaced by the model's
+        own previous prediction with that probability (scheduled sampling).
+        """
+        prepared = self.prepare(features)
+        inputs, targets = captions[:, :-1], captions[:, 1:]  # (B, T-1) each
+        logits, alphas = [], []
+        tokens = inputs[:, 0]
+        for t in range(inputs.size(1)):
+            if t > 0:
+                tokens = inputs[:, t]
+                if sample_prob > 0:
+                    own = logits[-1].argmax(dim=-1)  # (B,)
+                    swap = torch.rand(tokens.shape, device=tokens.device) < sample_prob
+                    tokens = torch.where(swap, own, tokens)
+            step_logits, state, alpha = self.step(tokens, prepared)
+            prepared.state = state
+            logits.append(step_logits)
+            alphas.append(alpha)
+        logits_t = torch.stack(logits, dim=1)  # (B, T-1, V)
+        loss = F.cross_entropy(logits_t.flatten(0, 1), targets.flatten(), ignore_index=PAD_ID)
+        return logits_t, torch.stack(alphas, dim=1), loss
+
+
+def attention_penalty(alphas: Tensor, mask: Tensor) -> Tensor:
+    """Doubly stochastic regularisation: sum_i (1 - sum_t alpha_ti)^2, averaged over images.
+
+    alphas (B, T, L), mask (B, T) true on real words. The paper's lambda belongs to the
+    training step: the shapes world measured lambda = 0 as better (see DESIGN.md).
+    """
+    coverage = (alphas * mask.unsqueeze(-1)).sum(dim=1)  # (B, L)
+    return ((1.0 - coverage) ** 2).sum(dim=1).mean()

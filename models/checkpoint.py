@@ -1,0 +1,163 @@
+"""Model directories in the Hugging Face layout: config.json, model.safetensors, tokenizer.json
+(and answers.json for VQA). No pickle: tensors go through safetensors, the rest is JSON.
+
+A frozen encoder is not saved (it is rebuilt from its published weights, keeping bundled
+models at a few MB); a fine-tuned one is saved under the `encoder.` prefix.
+"""
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+from transformers import PreTrainedTokenizerFast
+
+from models.captioner import Captioner, CaptionerConfig
+from models.encoder import Encoder, create_encoder
+from models.text import load_tokenizer, save_tokenizer
+from models.vqa import VQAConfig, VQAModel
+
+FORMAT_VERSION = 1
+HEADS: dict[str, tuple[type, type]] = {
+    "captioner": (Captioner, CaptionerConfig),
+    "vqa": (VQAModel, VQAConfig),
+}
+ENCODER_PREFIX = "encoder."
+
+
+class CheckpointError(Exception):
+    """A model directory that is missing, incomplete or corrupt; the message names the file."""
+
+
+@dataclass
+class EncoderSpec:
+    """How to rebuild the encoder a head was trained on."""
+
+    name: str
+    image_size: int
+    options: dict = field(default_factory=dict)  # e.g. {"layers": [10]}
+    trainable: bool = False
+
+
+@dataclass
+class Checkpoint:
+    kind: str  # "captioner" or "vqa"
+    model: nn.Module
+    encoder: EncoderSpec
+    tokenizer: PreTrainedTokenizerFast
+    answers: list[str] | None = None
+    encoder_state: dict[str, Tensor] | None = None  # only for a fine-tuned encoder
+    path: Path | None = None
+
+    @property
+    def name(self) -> str:
+        return self.path.name if self.path else self.kind
+
+    def build_encoder(self) -> Encoder:
+        """The encoder this head expects, with its published or fine-tuned weights."""
+        pretrained = self.encoder_state is None
+        encoder = create_encoder(self.encoder.name, pretrained=pretrained, **self.encoder.options)
+        if self.encoder_state is not None:
+            encoder.load_state_dict(self.encoder_state)
+        return encoder
+
+
+def _write_atomic(path: Path, write: Callable[[str], None]) -> None:
+    """Write through a temp file in the same directory and rename, so a crash never leaves a
+    half-written file under the real name."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _write_json(path: Path, data: object) -> None:
+    _write_atomic(path, lambda tmp: Path(tmp).write_text(json.dumps(data, indent=2) + "\n"))
+
+
+def save_pretrained(path: str | Path, checkpoint: Checkpoint) -> Path:
+    """Write `checkpoint` as a model directory at `path` (created if needed)."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().contiguous().cpu() for k, v in checkpoint.model.state_dict().items()}
+    if checkpoint.encoder_state is not None:
+        tensors |= {ENCODER_PREFIX + k: v.contiguous() for k, v in checkpoint.encoder_state.items()}
+    _write_atomic(path / "model.safetensors", lambda tmp: save_file(tensors, tmp))
+    _write_atomic(path / "tokenizer.json", lambda tmp: save_tokenizer(checkpoint.tokenizer, tmp))
+    if checkpoint.answers is not None:
+        _write_json(path / "answers.json", checkpoint.answers)
+    config = {
+        "format_version": FORMAT_VERSION,
+        "model_type": checkpoint.kind,
+        "encoder": asdict(checkpoint.encoder),
+        "model": asdict(checkpoint.model.config),
+    }
+    _write_json(path / "config.json", config)  # last: a directory with a config is complete
+    return path
+
+
+def _read_json(path: Path) -> object:
+    if not path.is_file():
+        raise CheckpointError(f"missing file {path}")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path} is not valid JSON: {exc}") from exc
+
+
+def load_pretrained(path: str | Path) -> Checkpoint:
+    """Rebuild a head from a model directory; raises CheckpointError naming what is wrong."""
+    path = Path(path)
+    if not path.is_dir():
+        raise CheckpointError(f"model directory {path} does not exist")
+    config = _read_json(path / "config.json")
+    try:
+        kind = config["model_type"]
+        model_cls, config_cls = HEADS[kind]
+        model = model_cls(config_cls(**config["model"]))
+        encoder = EncoderSpec(**config["encoder"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path / 'config.json'} is not a Glimpse config: {exc!r}") from exc
+
+    weights = path / "model.safetensors"
+    if not weights.is_file():
+        raise CheckpointError(f"missing file {weights}")
+    try:
+        tensors = load_file(weights)
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"{weights} is corrupt: {exc}") from exc
+    encoder_state = {
+        k.removeprefix(ENCODER_PREFIX): tensors.pop(k)
+        for k in list(tensors)
+        if k.startswith(ENCODER_PREFIX)
+    }
+    try:
+        model.load_state_dict(tensors)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{weights} does not match {path / 'config.json'}: {exc}") from exc
+
+    tokenizer_file = path / "tokenizer.json"
+    if not tokenizer_file.is_file():
+        raise CheckpointError(f"missing file {tokenizer_file}")
+    try:
+        tokenizer = load_tokenizer(tokenizer_file)
+    except Exception as exc:  # tokenizers raises a bare Exception on bad JSON
+        raise CheckpointError(f"{tokenizer_file} is corrupt: {exc}") from exc
+    answers = _read_json(path / "answers.json") if kind == "vqa" else None
+    if answers is not None and (
+        not isinstance(answers, list) or len(answers) != model.config.num_answers
+    ):
+        raise CheckpointError(
+            f"{path / 'answers.json'} must list the model's {model.config.num_answers} answers"
+        )
+    model.eval()
+    return Checkpoint(kind, model, encoder, tokenizer, answers, encoder_state or None, path)

@@ -1,0 +1,113 @@
+"""Visual question answering over the encoder grid: an LSTM reads the question, then
+
+- `concat`: the baseline; the mean-pooled image vector and the question vector are
+  concatenated and classified by an MLP (no attention map);
+- `attention`: Show, Ask, Attend and Answer (Kazemi and Elqursh, 2017); the question vector is
+  tiled over the grid, two 1x1 convolutions give G attention maps (glimpses), and the G
+  attended image vectors plus the question vector are classified.
+
+Answers are classes (the N most frequent training answers), trained against soft VQA scores.
+"""
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence
+
+from models.grid import GridAdapter
+from models.text import PAD_ID
+
+FUSIONS = ("attention", "concat")
+
+
+@dataclass
+class VQAConfig:
+    vocab_size: int
+    num_answers: int
+    feat_dim: int
+    grid: tuple[int, int] = (16, 16)
+    fusion: str = "attention"
+    d_model: int = 256
+    embed_dim: int = 256
+    question_dim: int = 512
+    attn_dim: int = 256
+    glimpses: int = 2
+    classifier_dim: int = 512
+    conv_layers: int = 0
+    dropout: float = 0.3
+
+    def __post_init__(self) -> None:
+        self.grid = tuple(self.grid)
+        if self.fusion not in FUSIONS:
+            raise ValueError(f"fusion must be one of {FUSIONS}, got {self.fusion!r}")
+
+
+class QuestionEncoder(nn.Module):
+    """Embedding -> LSTM; the question is its last hidden state."""
+
+    def __init__(self, vocab_size: int, embed_dim: int, hidden_dim: int) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=PAD_ID)
+        self.lstm = nn.LSTM(embed_dim, hidden_dim, batch_first=True)
+
+    def forward(self, questions: Tensor, lengths: Tensor) -> Tensor:
+        """Word ids (B, T) padded, true lengths (B,) -> question vectors (B, H)."""
+        emb = torch.tanh(self.embed(questions))  # (B, T, E)
+        packed = pack_padded_sequence(emb, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        _, (h, _) = self.lstm(packed)  # (1, B, H)
+        return h[-1]
+
+
+class VQAModel(nn.Module):
+    def __init__(self, config: VQAConfig) -> None:
+        super().__init__()
+        self.config = cfg = config
+        self.adapter = GridAdapter(cfg.feat_dim, cfg.d_model, cfg.grid, cfg.conv_layers)
+        self.question = QuestionEncoder(cfg.vocab_size, cfg.embed_dim, cfg.question_dim)
+        self.dropout = nn.Dropout(cfg.dropout)
+        glimpses = cfg.glimpses if cfg.fusion == "attention" else 1
+        if cfg.fusion == "attention":
+            self.attend = nn.Sequential(
+                nn.Conv1d(cfg.d_model + cfg.question_dim, cfg.attn_dim, 1),
+                nn.ReLU(),
+                nn.Dropout(cfg.dropout),
+                nn.Conv1d(cfg.attn_dim, glimpses, 1),
+            )
+        self.classifier = nn.Sequential(
+            nn.Linear(glimpses * cfg.d_model + cfg.question_dim, cfg.classifier_dim),
+            nn.ReLU(),
+            nn.Dropout(cfg.dropout),
+            nn.Linear(cfg.classifier_dim, cfg.num_answers),
+        )
+
+    def forward(
+        self,
+        features: Tensor,
+        questions: Tensor,
+        lengths: Tensor,
+        targets: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        """Grid (B, L, feat_dim), questions (B, T) -> answer logits (B, N), glimpse maps
+        (B, G, L) or None for `concat`, and the soft-score loss when `targets` (B, N) given."""
+        image = F.normalize(self.adapter(features), dim=-1)  # (B, L, d)
+        question = self.question(questions, lengths)  # (B, Q)
+        maps = None
+        if self.config.fusion == "attention":
+            tiled = question.unsqueeze(-1).expand(-1, -1, image.size(1))  # (B, Q, L)
+            joint = torch.cat([image.transpose(1, 2), tiled], dim=1)  # (B, d + Q, L)
+            maps = self.attend(self.dropout(joint)).softmax(dim=-1)  # (B, G, L)
+            pooled = torch.bmm(maps, image).flatten(1)  # (B, G*d)
+        else:
+            pooled = image.mean(dim=1)  # (B, d)
+        logits = self.classifier(self.dropout(torch.cat([pooled, question], dim=1)))  # (B, N)
+        loss = None if targets is None else soft_cross_entropy(logits, targets)
+        return logits, maps, loss
+
+
+def soft_cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:
+    """Cross-entropy against the VQA soft scores min(1, #humans/3), renormalised to sum to 1,
+    which is the expected loss of SAAA's sampling of one human answer per question."""
+    weights = targets / targets.sum(dim=1, keepdim=True).clamp_min(1e-8)  # (B, N)
+    return -(weights * logits.log_softmax(dim=-1)).sum(dim=1).mean()

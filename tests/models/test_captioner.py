@@ -1,0 +1,64 @@
+import torch
+
+from models.captioner import Captioner, CaptionerConfig, attention_penalty
+from models.text import PAD_ID
+
+
+def make_captioner(conv_layers: int = 0) -> Captioner:
+    torch.manual_seed(0)
+    return Captioner(
+        CaptionerConfig(vocab_size=20, feat_dim=12, grid=(3, 4), d_model=16, embed_dim=8,
+                        hidden_dim=24, attn_dim=8, conv_layers=conv_layers, dropout=0.1)
+    )
+
+
+def test_forward_shapes_loss_and_attention_distributions() -> None:
+    model = make_captioner(conv_layers=1)
+    features = torch.randn(5, 12, 12)  # (B, L, D)
+    captions = torch.tensor([[1, 5, 6, 7, 2, 0], [1, 8, 2, 0, 0, 0]]).repeat(3, 1)[:5]
+    logits, alphas, loss = model(features, captions)
+    assert logits.shape == (5, 5, 20)
+    assert alphas.shape == (5, 5, 12)
+    assert torch.allclose(alphas.sum(-1), torch.ones(5, 5), atol=1e-5)
+    assert torch.isfinite(loss) and loss.item() > 0
+    loss.backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+def test_loss_ignores_padding() -> None:
+    model = make_captioner().eval()
+    features = torch.randn(1, 12, 12)
+    short = torch.tensor([[1, 5, 6, 2]])
+    padded = torch.tensor([[1, 5, 6, 2, PAD_ID, PAD_ID]])
+    assert torch.allclose(model(features, short)[2], model(features, padded)[2], atol=1e-6)
+
+
+def test_training_lowers_the_loss_on_a_fixed_batch() -> None:
+    model = make_captioner()
+    features = torch.randn(4, 12, 12)
+    captions = torch.tensor([[1, 5, 6, 2], [1, 7, 8, 2], [1, 9, 10, 2], [1, 11, 12, 2]])
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    first = model(features, captions)[2].item()
+    for _ in range(40):
+        optimizer.zero_grad()
+        model(features, captions)[2].backward()
+        optimizer.step()
+    assert model(features, captions)[2].item() < 0.3 * first
+
+
+def test_scheduled_sampling_changes_inputs_but_keeps_shapes() -> None:
+    model = make_captioner().eval()
+    features = torch.randn(2, 12, 12)
+    captions = torch.tensor([[1, 5, 6, 7, 2], [1, 8, 9, 2, 0]])
+    torch.manual_seed(1)
+    forced = model(features, captions)[0]
+    sampled = model(features, captions, sample_prob=1.0)[0]
+    assert sampled.shape == forced.shape
+    assert torch.equal(sampled[:, 0], forced[:, 0])  # the first input is always <bos>
+
+
+def test_attention_penalty_is_zero_when_every_cell_is_covered_once() -> None:
+    eye = torch.eye(4).unsqueeze(0)  # (1, T=4, L=4): word t looks only at cell t
+    assert attention_penalty(eye, torch.ones(1, 4, dtype=torch.bool)).item() == 0.0
+    uniform = torch.full((1, 2, 4), 0.25)  # coverage 0.5 per cell: 4 * 0.25
+    assert abs(attention_penalty(uniform, torch.ones(1, 2)).item() - 1.0) < 1e-6

@@ -1,0 +1,89 @@
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from models.checkpoint import CheckpointError, load_pretrained
+from models.preprocess import images_to_batch
+
+
+def test_round_trip_gives_identical_outputs(tiny_model_dirs: tuple[Path, Path]) -> None:
+    caption_dir, vqa_dir = tiny_model_dirs
+    first, second = load_pretrained(caption_dir), load_pretrained(caption_dir)
+    assert first.kind == "captioner" and first.encoder.name == "tiny"
+    for a, b in zip(first.model.state_dict().values(), second.model.state_dict().values()):
+        assert torch.equal(a, b)
+    encoder = first.build_encoder().eval()
+    features, _ = encoder(torch.rand(2, 3, 64, 64))
+    captions = torch.tensor([[1, 4, 5, 2], [1, 6, 2, 0]])
+    assert torch.equal(first.model(features, captions)[0], second.model(features, captions)[0])
+    assert torch.equal(second.build_encoder()(torch.ones(1, 3, 64, 64))[0],
+                       encoder(torch.ones(1, 3, 64, 64))[0])
+
+    vqa = load_pretrained(vqa_dir)
+    assert vqa.kind == "vqa" and vqa.answers is not None
+    assert len(vqa.answers) == vqa.model.config.num_answers
+
+
+def test_files_are_json_and_safetensors(tiny_model_dirs: tuple[Path, Path]) -> None:
+    caption_dir, vqa_dir = tiny_model_dirs
+    assert sorted(p.name for p in caption_dir.iterdir()) == [
+        "config.json", "model.safetensors", "tokenizer.json"
+    ]
+    config = json.loads((vqa_dir / "config.json").read_text())
+    assert config["model_type"] == "vqa" and config["model"]["fusion"] == "attention"
+    assert (vqa_dir / "model.safetensors").read_bytes()[8:9] == b"{"  # safetensors header
+
+
+def copy_dir(src: Path, dst: Path) -> Path:
+    dst.mkdir()
+    for f in src.iterdir():
+        (dst / f.name).write_bytes(f.read_bytes())
+    return dst
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda d: (d / "config.json").unlink(), "missing file .*config.json"),
+        (lambda d: (d / "config.json").write_text("{not json"), "config.json is not valid JSON"),
+        (lambda d: (d / "config.json").write_text('{"model_type": "gan"}'), "not a Glimpse config"),
+        (lambda d: (d / "model.safetensors").write_bytes(b"\x00" * 10), "model.safetensors is corrupt"),
+        (lambda d: (d / "model.safetensors").unlink(), "missing file .*model.safetensors"),
+        (lambda d: (d / "tokenizer.json").write_text("[]"), "tokenizer.json is corrupt"),
+        (lambda d: (d / "answers.json").write_text('["yes"]'), "answers.json must list"),
+    ],
+)
+def test_damaged_directories_name_the_bad_file(
+    tiny_model_dirs: tuple[Path, Path], tmp_path: Path, damage, message: str
+) -> None:
+    directory = copy_dir(tiny_model_dirs[1], tmp_path / "model")
+    damage(directory)
+    with pytest.raises(CheckpointError, match=message):
+        load_pretrained(directory)
+
+
+def test_weights_of_another_config_are_rejected(
+    tiny_model_dirs: tuple[Path, Path], tmp_path: Path
+) -> None:
+    directory = copy_dir(tiny_model_dirs[0], tmp_path / "model")
+    config = json.loads((directory / "config.json").read_text())
+    config["model"]["hidden_dim"] = 48
+    (directory / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="does not match"):
+        load_pretrained(directory)
+
+
+def test_missing_directory(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_pretrained(tmp_path / "nope")
+
+
+def test_preprocessed_batch_feeds_the_encoder(tiny_model_dirs: tuple[Path, Path]) -> None:
+    from PIL import Image
+
+    checkpoint = load_pretrained(tiny_model_dirs[0])
+    batch = images_to_batch([Image.new("RGB", (80, 50), "red")], checkpoint.encoder.image_size)
+    features, grid = checkpoint.build_encoder()(batch)
+    assert grid == (4, 4) and features.shape == (1, 16, 64)

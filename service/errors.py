@@ -1,0 +1,127 @@
+"""Typed errors of the service, mapped to JSON by one exception handler in the API.
+
+Each class carries its HTTP status and a stable snake_case `code` that clients can switch on;
+the `message` is for people and names what is wrong. Extra machine-readable fields (the limit
+that was hit, the offending field) travel in `details()` so that the handler stays generic.
+"""
+
+
+class GlimpseError(Exception):
+    """Base of the errors raised on purpose; anything else reaching the API is a bug."""
+
+    status: int = 500
+    code: str = "internal_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def details(self) -> dict[str, object]:
+        """Extra fields next to `code` and `message` in the JSON body."""
+        return {}
+
+    def headers(self) -> dict[str, str]:
+        """HTTP headers the response must carry (Retry-After, WWW-Authenticate)."""
+        return {}
+
+    def to_dict(self) -> dict[str, dict[str, object]]:
+        return {"error": {"code": self.code, "message": self.message, **self.details()}}
+
+
+class ImageTooLarge(GlimpseError):
+    status = 413
+    code = "image_too_large"
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(f"image is larger than the limit of {max_bytes} bytes")
+        self.max_bytes = max_bytes
+
+    def details(self) -> dict[str, object]:
+        return {"max_bytes": self.max_bytes}
+
+
+class ImageTooManyPixels(GlimpseError):
+    """Decompression-bomb guard: the header declares more pixels than we agree to decode."""
+
+    status = 413
+    code = "image_too_many_pixels"
+
+    def __init__(
+        self, max_pixels: int, width: int | None = None, height: int | None = None
+    ) -> None:
+        size = f"{width}x{height} pixels" if width and height else "too many pixels"
+        super().__init__(f"image has {size}, over the limit of {max_pixels} pixels")
+        self.max_pixels = max_pixels
+        self.width = width
+        self.height = height
+
+    def details(self) -> dict[str, object]:
+        return {"max_pixels": self.max_pixels, "width": self.width, "height": self.height}
+
+
+class UnsupportedImageType(GlimpseError):
+    status = 415
+    code = "unsupported_image_type"
+
+    def __init__(self, message: str, allowed: frozenset[str] = frozenset()) -> None:
+        super().__init__(message)
+        self.allowed = allowed
+
+    def details(self) -> dict[str, object]:
+        return {"allowed": sorted(self.allowed)}
+
+
+class InvalidImage(GlimpseError):
+    """The bytes claim a supported format but cannot be decoded (empty, truncated, corrupt)."""
+
+    status = 400
+    code = "invalid_image"
+
+
+class InvalidField(GlimpseError):
+    status = 422
+    code = "invalid_field"
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+    def details(self) -> dict[str, object]:
+        return {"field": self.field}
+
+
+class Busy(GlimpseError):
+    """The work queue is full: shed load now instead of letting latency pile up."""
+
+    status = 503
+    code = "busy"
+
+    def __init__(self, retry_after: int, message: str = "server is busy, retry later") -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+    def details(self) -> dict[str, object]:
+        return {"retry_after": self.retry_after}
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
+class NotReady(GlimpseError):
+    status = 503
+    code = "not_ready"
+
+    def __init__(self, message: str = "models are still loading") -> None:
+        super().__init__(message)
+
+
+class Unauthorized(GlimpseError):
+    status = 401
+    code = "unauthorized"
+
+    def __init__(self, message: str = "missing or invalid API key") -> None:
+        super().__init__(message)
+
+    def headers(self) -> dict[str, str]:
+        # RFC 9110 section 15.5.2: a 401 must name the scheme that would succeed.
+        return {"WWW-Authenticate": "Bearer"}

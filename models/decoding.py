@@ -120,7 +120,9 @@ def beam_search(
         # Candidates in the top K that emit <eos> become finished hypotheses.
         for i, j in (ends[:, :k] & active.unsqueeze(1) & top_scores[:, :k].isfinite()).nonzero():
             src = origin[i, j]
-            caption = Caption(history[i, src].tolist(), top_scores[i, j].item(), alpha_history[i, src])
+            caption = Caption(
+                history[i, src].tolist(), top_scores[i, j].item(), alpha_history[i, src]
+            )
             finished[i].append(caption)
             best[i] = max(best[i].item(), _normalised(caption, length_penalty))
 
@@ -146,7 +148,9 @@ def beam_search(
     for i in active.nonzero().flatten().tolist():  # out of room: live beams end here, cut
         for j in range(k):
             if scores[i, j].isfinite():
-                finished[i].append(Caption(history[i, j].tolist(), scores[i, j].item(), alpha_history[i, j]))
+                finished[i].append(
+                    Caption(history[i, j].tolist(), scores[i, j].item(), alpha_history[i, j])
+                )
     return [max(hyps, key=lambda c: _normalised(c, length_penalty)) for hyps in finished]
 
 

@@ -158,7 +158,5 @@ class Engine:
         for row, question in enumerate(flat):
             ranked = [(answers[i], float(p)) for p, i in zip(top_p[row], top_i[row], strict=True)]
             attention = None if maps is None else maps[row].reshape(-1, h, w).float().numpy()
-            results[int(owner[row])].append(
-                AnswerResult(question, ranked[0][0], ranked, attention)
-            )
+            results[int(owner[row])].append(AnswerResult(question, ranked[0][0], ranked, attention))
         return results

@@ -31,8 +31,18 @@ def write_tiny_models(root: Path, seed: int = 0) -> tuple[Path, Path]:
         CaptionerConfig(len(tokenizer), encoder.out_dim, grid, 32, 16, 32, 16, dropout=0.0)
     )
     vqa = VQAModel(
-        VQAConfig(len(tokenizer), len(ANSWERS), encoder.out_dim, grid, d_model=32, embed_dim=16,
-                  question_dim=32, attn_dim=16, classifier_dim=32, dropout=0.0)
+        VQAConfig(
+            len(tokenizer),
+            len(ANSWERS),
+            encoder.out_dim,
+            grid,
+            d_model=32,
+            embed_dim=16,
+            question_dim=32,
+            attn_dim=16,
+            classifier_dim=32,
+            dropout=0.0,
+        )
     )
     encoder_state = encoder.state_dict()  # random weights: they must travel with the heads
     caption_dir = save_pretrained(
@@ -42,6 +52,16 @@ def write_tiny_models(root: Path, seed: int = 0) -> tuple[Path, Path]:
         root / "vqa", Checkpoint("vqa", vqa, spec, tokenizer, ANSWERS, encoder_state)
     )
     return caption_dir, vqa_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small shapes world (24 train, 8 val, 6 test images) for training and evaluation."""
+    from training.data.shapes import generate
+
+    root = tmp_path_factory.mktemp("world")
+    generate(root, {"train": 24, "val": 8, "test": 6}, seed=5, workers=1)
+    return root
 
 
 @pytest.fixture(scope="session")

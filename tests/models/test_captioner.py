@@ -7,8 +7,17 @@ from models.text import PAD_ID
 def make_captioner(conv_layers: int = 0) -> Captioner:
     torch.manual_seed(0)
     return Captioner(
-        CaptionerConfig(vocab_size=20, feat_dim=12, grid=(3, 4), d_model=16, embed_dim=8,
-                        hidden_dim=24, attn_dim=8, conv_layers=conv_layers, dropout=0.1)
+        CaptionerConfig(
+            vocab_size=20,
+            feat_dim=12,
+            grid=(3, 4),
+            d_model=16,
+            embed_dim=8,
+            hidden_dim=24,
+            attn_dim=8,
+            conv_layers=conv_layers,
+            dropout=0.1,
+        )
     )
 
 

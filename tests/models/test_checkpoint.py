@@ -12,14 +12,16 @@ def test_round_trip_gives_identical_outputs(tiny_model_dirs: tuple[Path, Path]) 
     caption_dir, vqa_dir = tiny_model_dirs
     first, second = load_pretrained(caption_dir), load_pretrained(caption_dir)
     assert first.kind == "captioner" and first.encoder.name == "tiny"
-    for a, b in zip(first.model.state_dict().values(), second.model.state_dict().values()):
+    first_state, second_state = first.model.state_dict(), second.model.state_dict()
+    for a, b in zip(first_state.values(), second_state.values(), strict=True):
         assert torch.equal(a, b)
     encoder = first.build_encoder().eval()
     features, _ = encoder(torch.rand(2, 3, 64, 64))
     captions = torch.tensor([[1, 4, 5, 2], [1, 6, 2, 0]])
     assert torch.equal(first.model(features, captions)[0], second.model(features, captions)[0])
-    assert torch.equal(second.build_encoder()(torch.ones(1, 3, 64, 64))[0],
-                       encoder(torch.ones(1, 3, 64, 64))[0])
+    assert torch.equal(
+        second.build_encoder()(torch.ones(1, 3, 64, 64))[0], encoder(torch.ones(1, 3, 64, 64))[0]
+    )
 
     vqa = load_pretrained(vqa_dir)
     assert vqa.kind == "vqa" and vqa.answers is not None
@@ -29,7 +31,9 @@ def test_round_trip_gives_identical_outputs(tiny_model_dirs: tuple[Path, Path]) 
 def test_files_are_json_and_safetensors(tiny_model_dirs: tuple[Path, Path]) -> None:
     caption_dir, vqa_dir = tiny_model_dirs
     assert sorted(p.name for p in caption_dir.iterdir()) == [
-        "config.json", "model.safetensors", "tokenizer.json"
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
     ]
     config = json.loads((vqa_dir / "config.json").read_text())
     assert config["model_type"] == "vqa" and config["model"]["fusion"] == "attention"
@@ -49,7 +53,10 @@ def copy_dir(src: Path, dst: Path) -> Path:
         (lambda d: (d / "config.json").unlink(), "missing file .*config.json"),
         (lambda d: (d / "config.json").write_text("{not json"), "config.json is not valid JSON"),
         (lambda d: (d / "config.json").write_text('{"model_type": "gan"}'), "not a Glimpse config"),
-        (lambda d: (d / "model.safetensors").write_bytes(b"\x00" * 10), "model.safetensors is corrupt"),
+        (
+            lambda d: (d / "model.safetensors").write_bytes(b"\x00" * 10),
+            "model.safetensors is corrupt",
+        ),
         (lambda d: (d / "model.safetensors").unlink(), "missing file .*model.safetensors"),
         (lambda d: (d / "tokenizer.json").write_text("[]"), "tokenizer.json is corrupt"),
         (lambda d: (d / "answers.json").write_text('["yes"]'), "answers.json must list"),

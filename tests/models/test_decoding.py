@@ -11,8 +11,18 @@ from models.text import BOS_ID, EOS_ID
 @pytest.fixture(scope="module")
 def model() -> Captioner:
     torch.manual_seed(2)
-    model = Captioner(CaptionerConfig(vocab_size=9, feat_dim=6, grid=(2, 3), d_model=12,
-                                      embed_dim=8, hidden_dim=16, attn_dim=8, dropout=0.0))
+    model = Captioner(
+        CaptionerConfig(
+            vocab_size=9,
+            feat_dim=6,
+            grid=(2, 3),
+            d_model=12,
+            embed_dim=8,
+            hidden_dim=16,
+            attn_dim=8,
+            dropout=0.0,
+        )
+    )
     with torch.no_grad():  # widen the untrained weights so that captions vary between images
         for p in model.parameters():
             p.mul_(1.5)
@@ -41,7 +51,9 @@ def test_the_fixture_makes_search_matter(model: Captioner, features: torch.Tenso
     greedy_captions = greedy(model, features, 7)
     beam_captions = beam_search(model, features, 3, 7)
     assert len({tuple(c.tokens) for c in greedy_captions}) > 1
-    assert any(b.score > g.score + 1e-3 for g, b in zip(greedy_captions, beam_captions))
+    assert any(
+        b.score > g.score + 1e-3 for g, b in zip(greedy_captions, beam_captions, strict=True)
+    )
 
 
 def test_beam_of_one_equals_greedy(model: Captioner, features: torch.Tensor) -> None:
@@ -79,7 +91,9 @@ def test_beam_scores_are_the_captions_log_probabilities(
     model: Captioner, features: torch.Tensor
 ) -> None:
     for feats, caption in zip(features, beam_search(model, features, 3, 6), strict=True):
-        assert caption.score == pytest.approx(sequence_score(model, feats, caption.tokens, 6), abs=1e-4)
+        assert caption.score == pytest.approx(
+            sequence_score(model, feats, caption.tokens, 6), abs=1e-4
+        )
 
 
 @pytest.mark.parametrize("decode", ["greedy", "beam", "sample"])

@@ -1,12 +1,28 @@
 from pathlib import Path
 
-from models.text import BOS_ID, EOS_ID, UNK_ID, build_tokenizer, decode, encode, load_tokenizer
-from models.text import save_tokenizer, words
+from models.text import (
+    BOS_ID,
+    EOS_ID,
+    UNK_ID,
+    build_tokenizer,
+    decode,
+    encode,
+    load_tokenizer,
+    save_tokenizer,
+    words,
+)
 
 
 def test_words_lowercase_and_split_punctuation() -> None:
     assert words("A Red circle, left of the BLUE square.") == [
-        "a", "red", "circle", "left", "of", "the", "blue", "square"
+        "a",
+        "red",
+        "circle",
+        "left",
+        "of",
+        "the",
+        "blue",
+        "square",
     ]
 
 

@@ -1,0 +1,146 @@
+"""Training end to end on a tiny shapes world: recipes, exact resume after SIGKILL, DDP."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from training.config import load_config
+
+TINY = [
+    "encoder=tiny",
+    "encoder_options={}",
+    "image_size=64",
+    'model={"d_model": 16, "embed_dim": 16, "hidden_dim": 32, "attn_dim": 8, "dropout": 0.3}',
+    "batch_size=8",
+    "epochs=2",
+    "eval_max_images=8",
+]
+
+
+@pytest.fixture(scope="module")
+def world(tiny_world: Path) -> Path:
+    return tiny_world
+
+
+def glimpse(*args: str) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "api.cli", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def finish(process: subprocess.Popen) -> str:
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 0, err[-2000:]
+    return out
+
+
+def weights(run: Path) -> dict[str, torch.Tensor]:
+    return load_file(run / "model" / "model.safetensors")
+
+
+def test_recipes_load_and_overrides_are_checked() -> None:
+    for recipe in ("shapes-cpu", "vqa-shapes", "coco-gpu", "vqa-coco-gpu"):
+        assert load_config(recipe).epochs > 0
+    cfg = load_config("shapes-cpu", ["lr=0.01", "fine_tune=true", "encoder=tiny"])
+    assert (cfg.lr, cfg.fine_tune, cfg.encoder) == (0.01, True, "tiny")
+    with pytest.raises(ValueError, match="unknown config keys"):
+        load_config("shapes-cpu", ["learning_rate=1"])
+    with pytest.raises(ValueError, match="no recipe"):
+        load_config("imagenet")
+
+
+def test_killed_run_resumes_to_the_same_weights(world: Path, tmp_path: Path) -> None:
+    args = ["train", "captions", "--data", str(world)]
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    uninterrupted = glimpse(*args, "--out", str(full), *TINY, "checkpoint_every=1")
+    victim = glimpse(*args, "--out", str(killed), *TINY, "checkpoint_every=1")
+    state = killed / "train_state.safetensors"
+    deadline = time.monotonic() + 120
+    while not state.exists() and victim.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    victim.send_signal(signal.SIGKILL)
+    victim.communicate()
+    assert victim.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    finish(uninterrupted)
+
+    resumed = finish(glimpse(*args, "--out", str(killed), "--resume", *TINY, "checkpoint_every=1"))
+    assert json.loads(resumed.splitlines()[-1])["CIDEr"] >= 0
+    expected, got = weights(full), weights(killed)
+    assert expected.keys() == got.keys()
+    for name in expected:
+        assert torch.equal(expected[name], got[name]), name
+
+
+def test_corrupt_state_is_a_clear_error(world: Path, tmp_path: Path) -> None:
+    (tmp_path / "train_state.safetensors").write_bytes(b"garbage")
+    process = glimpse(
+        "train", "captions", "--data", str(world), "--out", str(tmp_path), "--resume", *TINY
+    )
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 2
+    assert "cannot resume from" in err and "train_state.safetensors" in err
+
+
+DDP_SCRIPT = """
+import os, sys, torch
+from pathlib import Path
+from safetensors.torch import save_file
+from training.config import load_config
+from training.vqa import VQATask
+from training.loop import fit
+cfg = load_config("vqa-shapes", sys.argv[3:])
+torch.manual_seed(int(os.environ["RANK"]) + 1)  # ranks start apart: DDP must sync them
+task = VQATask(cfg, Path(sys.argv[1]))
+fit(task, cfg, Path(sys.argv[2]))
+rank = int(os.environ["RANK"])
+save_file({k: v.contiguous() for k, v in task.model.state_dict().items()},
+          f"{sys.argv[2]}/rank{rank}.safetensors")
+"""
+
+
+def test_ddp_ranks_hold_identical_weights(world: Path, tmp_path: Path) -> None:
+    script = tmp_path / "ddp_train.py"
+    script.write_text(DDP_SCRIPT)
+    vqa = [a for a in TINY if not a.startswith("model=")] + [
+        'model={"d_model": 16, "embed_dim": 16, "question_dim": 16, "attn_dim": 8,'
+        ' "classifier_dim": 16}',
+        "epochs=1",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path.cwd())}
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            str(script),
+            str(world),
+            str(tmp_path),
+            *vqa,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    rank0, rank1 = (load_file(tmp_path / f"rank{r}.safetensors") for r in (0, 1))
+    assert rank0.keys() == rank1.keys()
+    for name in rank0:
+        assert torch.equal(rank0[name], rank1[name]), name
+    assert (tmp_path / "model" / "answers.json").is_file()

@@ -1,0 +1,105 @@
+"""Training the Show-Attend-Tell captioner: `glimpse train captions`."""
+
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from models.captioner import Captioner, CaptionerConfig, attention_penalty
+from models.checkpoint import Checkpoint, save_pretrained
+from models.decoding import beam_search, greedy
+from models.text import PAD_ID, decode, encode
+from training.config import TrainConfig
+from training.data.coco import (
+    CaptionDataset,
+    build_vocabulary,
+    collate_captions,
+    load_caption_split,
+)
+from training.encoding import EncodedHead, build_encoder, encoder_spec, feature_cache, image_source
+from training.loop import bucketed_batches
+from training.metrics.captions import score_captions
+
+
+class CaptionTask:
+    def __init__(self, cfg: TrainConfig, data: Path) -> None:
+        self.cfg = cfg
+        train = load_caption_split(data, "train")
+        self.val = load_caption_split(data, "val")[: cfg.eval_max_images]
+        self.tokenizer = build_vocabulary(train, cfg.min_word_count)
+        encoder = build_encoder(cfg)
+        grid = encoder.grid_size(cfg.image_size)
+        head = Captioner(CaptionerConfig(len(self.tokenizer), encoder.out_dim, grid, **cfg.model))
+        if cfg.fine_tune:
+            self.model: nn.Module = EncodedHead(encoder, head)
+            sources = {"train": image_source(cfg), "val": image_source(cfg)}
+        else:
+            self.model = head
+            sources = {
+                split: {"features": feature_cache(encoder, cfg, data, split, images)}
+                for split, images in (
+                    ("train", {r.image_id: r.path for r in train}),
+                    ("val", {r.image_id: r.path for r in self.val}),
+                )
+            }
+        self.encoder = encoder
+        self.train_set = CaptionDataset(
+            train, self.tokenizer, max_length=cfg.max_caption_len, **sources["train"]
+        )
+        self.val_source = sources["val"]
+        self.lengths = [
+            len(encode(self.tokenizer, train[r].captions[c])) for r, c in self.train_set.pairs
+        ]
+
+    @property
+    def head(self) -> Captioner:
+        return self.model.head if isinstance(self.model, EncodedHead) else self.model
+
+    def batches(self, epoch: int) -> list[list[int]]:
+        return bucketed_batches(self.lengths, self.cfg.batch_size, self.cfg.seed, epoch)
+
+    def loss(self, model: nn.Module, batch: list[int], device: torch.device) -> Tensor:
+        inputs, captions, _, _ = collate_captions([self.train_set[i] for i in batch])
+        captions = captions.to(device)
+        _, alphas, loss = model(
+            inputs.to(device), captions, sample_prob=self.cfg.scheduled_sampling
+        )
+        if self.cfg.alpha_c:
+            loss = loss + self.cfg.alpha_c * attention_penalty(alphas, captions[:, 1:] != PAD_ID)
+        return loss
+
+    @torch.inference_mode()
+    def generate(self, device: torch.device) -> dict[int, str]:
+        """Captions of the validation images, in batches."""
+        self.model.eval()
+        val = CaptionDataset(self.val, self.tokenizer, **self.val_source)
+        firsts = [i for i, (_, c) in enumerate(val.pairs) if c == 0]  # one example per image
+        results = {}
+        for start in range(0, len(firsts), 64):
+            chunk = [val[i] for i in firsts[start : start + 64]]
+            inputs = torch.stack([x[0] for x in chunk]).to(device)
+            grid = self.model.grid(inputs) if isinstance(self.model, EncodedHead) else inputs
+            if self.cfg.eval_beam_size > 1:
+                out = beam_search(
+                    self.head, grid, self.cfg.eval_beam_size, self.cfg.max_caption_len
+                )
+            else:
+                out = greedy(self.head, grid, self.cfg.max_caption_len)
+            for (_, _, image_id), caption in zip(chunk, out, strict=True):
+                results[image_id] = " ".join(decode(self.tokenizer, caption.tokens))
+        return results
+
+    def evaluate(self, model: nn.Module, device: torch.device) -> dict[str, float]:
+        results = self.generate(device)
+        references = {r.image_id: r.captions for r in self.val}
+        scores = score_captions(results, references, use_java=False)  # fast; `evaluate` is exact
+        return {"score": scores["CIDEr"], **scores}
+
+    def export(self, model: nn.Module, path: Path) -> None:
+        encoder_state = None
+        if self.cfg.fine_tune:
+            encoder_state = {k: v.cpu() for k, v in self.model.encoder.state_dict().items()}
+        checkpoint = Checkpoint(
+            "captioner", self.head, encoder_spec(self.cfg), self.tokenizer, None, encoder_state
+        )
+        save_pretrained(path, checkpoint)

@@ -1,0 +1,94 @@
+"""Training the VQA model (attention or concat fusion): `glimpse train vqa`."""
+
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from models.checkpoint import Checkpoint, save_pretrained
+from models.text import words
+from models.vqa import VQAConfig, VQAModel
+from training.config import TrainConfig
+from training.data.vqa import (
+    AnswerVocab,
+    VQADataset,
+    build_question_vocabulary,
+    collate_vqa,
+    load_vqa_split,
+)
+from training.encoding import EncodedHead, build_encoder, encoder_spec, feature_cache, image_source
+from training.loop import bucketed_batches
+from training.metrics.vqa import score_vqa
+
+
+class VQATask:
+    def __init__(self, cfg: TrainConfig, data: Path) -> None:
+        self.cfg = cfg
+        train = load_vqa_split(data, "train")
+        self.val = load_vqa_split(data, "val")
+        self.tokenizer = build_question_vocabulary(train, cfg.min_word_count)
+        self.answers = AnswerVocab.from_records(train, cfg.num_answers)
+        encoder = build_encoder(cfg)
+        grid = encoder.grid_size(cfg.image_size)
+        head = VQAModel(
+            VQAConfig(len(self.tokenizer), len(self.answers), encoder.out_dim, grid, **cfg.model)
+        )
+        if cfg.fine_tune:
+            self.model: nn.Module = EncodedHead(encoder, head)
+            sources = {"train": image_source(cfg), "val": image_source(cfg)}
+        else:
+            self.model = head
+            sources = {
+                split: {"features": feature_cache(encoder, cfg, data, split, images)}
+                for split, images in (
+                    ("train", {r.image_id: r.path for r in train}),
+                    ("val", {r.image_id: r.path for r in self.val}),
+                )
+            }
+        self.train_set = VQADataset(train, self.tokenizer, self.answers, **sources["train"])
+        self.val_set = VQADataset(self.val, self.tokenizer, self.answers, **sources["val"])
+        self.lengths = [len(words(r.question)) for r in train]
+
+    @property
+    def head(self) -> VQAModel:
+        return self.model.head if isinstance(self.model, EncodedHead) else self.model
+
+    def batches(self, epoch: int) -> list[list[int]]:
+        return bucketed_batches(self.lengths, self.cfg.batch_size, self.cfg.seed, epoch)
+
+    def loss(self, model: nn.Module, batch: list[int], device: torch.device) -> Tensor:
+        b = collate_vqa([self.train_set[i] for i in batch])
+        _, _, loss = model(
+            b.inputs.to(device), b.questions.to(device), b.lengths, b.targets.to(device)
+        )
+        return loss
+
+    @torch.inference_mode()
+    def predict(self, device: torch.device) -> dict[int, str]:
+        self.model.eval()
+        results = {}
+        for start in range(0, len(self.val_set), 256):
+            stop = min(start + 256, len(self.val_set))
+            b = collate_vqa([self.val_set[i] for i in range(start, stop)])
+            logits, _, _ = self.model(b.inputs.to(device), b.questions.to(device), b.lengths)
+            for qid, best in zip(b.question_ids.tolist(), logits.argmax(-1).tolist(), strict=True):
+                results[qid] = self.answers[best]
+        return results
+
+    def evaluate(self, model: nn.Module, device: torch.device) -> dict[str, float]:
+        scores = score_vqa(self.predict(device), self.val)
+        return {"score": scores["overall"], "accuracy": scores["overall"]}
+
+    def export(self, model: nn.Module, path: Path) -> None:
+        encoder_state = None
+        if self.cfg.fine_tune:
+            encoder_state = {k: v.cpu() for k, v in self.model.encoder.state_dict().items()}
+        checkpoint = Checkpoint(
+            "vqa",
+            self.head,
+            encoder_spec(self.cfg),
+            self.tokenizer,
+            self.answers.to_json(),
+            encoder_state,
+        )
+        save_pretrained(path, checkpoint)

@@ -1,5 +1,6 @@
 """Training the Show-Attend-Tell captioner: `glimpse train captions`."""
 
+import json
 from pathlib import Path
 
 import torch
@@ -19,6 +20,7 @@ from training.data.coco import (
 from training.encoding import EncodedHead, build_encoder, encoder_spec, feature_cache, image_source
 from training.loop import bucketed_batches
 from training.metrics.captions import score_captions
+from training.metrics.shapes import caption_correctness
 
 
 class CaptionTask:
@@ -26,6 +28,8 @@ class CaptionTask:
         self.cfg = cfg
         train = load_caption_split(data, "train")
         self.val = load_caption_split(data, "val")[: cfg.eval_max_images]
+        instances = data / "annotations" / "instances_val.json"
+        self.instances = json.loads(instances.read_text()) if instances.is_file() else None
         self.tokenizer = build_vocabulary(train, cfg.min_word_count)
         encoder = build_encoder(cfg)
         grid = encoder.grid_size(cfg.image_size)
@@ -93,7 +97,10 @@ class CaptionTask:
         results = self.generate(device)
         references = {r.image_id: r.captions for r in self.val}
         scores = score_captions(results, references, use_java=False)  # fast; `evaluate` is exact
-        return {"score": scores["CIDEr"], **scores}
+        metrics = {"score": scores["CIDEr"], **scores}
+        if self.instances is not None:  # the shapes world: is each caption true?
+            metrics["correct"] = caption_correctness(results, self.instances)["accuracy"]
+        return metrics
 
     def export(self, model: nn.Module, path: Path) -> None:
         encoder_state = None

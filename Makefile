@@ -2,8 +2,10 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# apt-get needs root: use sudo when make runs as another user.
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: setup test serve lint format clean
+.PHONY: setup test serve browser lint format clean
 
 setup: $(STAMP)
 
@@ -21,8 +23,16 @@ format: setup
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-test: setup lint
+# Debian's chromium, for the web page test (Playwright drives it; browsers are not downloaded).
+browser:
+	@command -v chromium >/dev/null 2>&1 || ( $(SUDO) apt-get update && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium )
+
+test: setup browser lint
 	$(VENV)/bin/pytest
+
+serve: setup
+	$(VENV)/bin/glimpse serve --host 127.0.0.1 --port 8000
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -2,7 +2,7 @@
 
 import typer
 
-from api.commands import predict, train
+from api.commands import data, evaluate, predict, serve, train
 
 app = typer.Typer(
     help="Glimpse: captions and answers about images, with where the model looked.",
@@ -11,7 +11,10 @@ app = typer.Typer(
 )
 app.command()(predict.caption)
 app.command()(predict.ask)
+app.add_typer(data.app, name="data")
 app.add_typer(train.app, name="train")
+app.add_typer(evaluate.app, name="evaluate")
+app.command()(serve.serve)
 
 
 if __name__ == "__main__":

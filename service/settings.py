@@ -1,8 +1,8 @@
 """Every knob of the service in one place, read from `GLIMPSE_*` environment variables.
 
 Lists (`GLIMPSE_API_KEYS`, `GLIMPSE_CORS_ORIGINS`, `GLIMPSE_IMAGE_FORMATS`) are written
-comma-separated (`a,b`) or as a JSON array. Limits exist so that one client cannot make the
-server decode, queue or decode-and-search more than it was sized for.
+comma-separated (`a,b`) or as a JSON array. The limits bound what one client can make the
+server decode, queue and search, so that it stays within what it was sized for.
 """
 
 import json

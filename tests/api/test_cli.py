@@ -22,8 +22,21 @@ def photo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_caption_json_has_one_map_per_word(tiny_model_dirs, photo: Path) -> None:
     result = runner.invoke(
-        app, ["caption", str(photo), str(photo), "--model", str(tiny_model_dirs[0]), "--json",
-              "--beam-size", "2", "--max-length", "6", "--batch-size", "1"],
+        app,
+        [
+            "caption",
+            str(photo),
+            str(photo),
+            "--model",
+            str(tiny_model_dirs[0]),
+            "--json",
+            "--beam-size",
+            "2",
+            "--max-length",
+            "6",
+            "--batch-size",
+            "1",
+        ],
     )
     assert result.exit_code == 0, result.output
     lines = [json.loads(line) for line in result.stdout.splitlines()]
@@ -43,8 +56,17 @@ def test_caption_plain_text(tiny_model_dirs, photo: Path) -> None:
 
 def test_ask_json(tiny_model_dirs, photo: Path) -> None:
     result = runner.invoke(
-        app, ["ask", str(photo), "what color is the square?", "--model", str(tiny_model_dirs[1]),
-              "--json", "--top-k", "3"],
+        app,
+        [
+            "ask",
+            str(photo),
+            "what color is the square?",
+            "--model",
+            str(tiny_model_dirs[1]),
+            "--json",
+            "--top-k",
+            "3",
+        ],
     )
     assert result.exit_code == 0, result.output
     record = json.loads(result.stdout)
@@ -74,8 +96,14 @@ def test_errors_are_one_line_and_exit_2(
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "config.json").write_text("{")
-    paths = {"missing": tmp_path / "missing.png", "text": text, "broken": broken, "photo": photo,
-             "cap": tiny_model_dirs[0], "vqa": tiny_model_dirs[1]}
+    paths = {
+        "missing": tmp_path / "missing.png",
+        "text": text,
+        "broken": broken,
+        "photo": photo,
+        "cap": tiny_model_dirs[0],
+        "vqa": tiny_model_dirs[1],
+    }
     result = runner.invoke(app, [a.format(**paths) for a in args])
     assert result.exit_code == 2
     assert message in result.stderr and "Traceback" not in result.output

@@ -1,0 +1,92 @@
+"""The web page in a real browser: Debian's chromium driven by Playwright."""
+
+import base64
+import io
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SCREENSHOT = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "web.png"
+
+
+def canvas_pixels(page) -> np.ndarray:
+    """What the canvas shows now, (H, W, 3), sent over as a lossless PNG."""
+    url = page.evaluate('() => document.getElementById("view").toDataURL("image/png")')
+    png = base64.b64decode(url.removeprefix("data:image/png;base64,"))
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+
+
+def shapes_picture(path: Path) -> None:
+    """A picture like the shapes world: a red square and a blue circle on grey."""
+    image = Image.new("RGB", (240, 180), (235, 235, 230))
+    draw = ImageDraw.Draw(image)
+    draw.rectangle((30, 40, 90, 100), fill=(210, 40, 40))
+    draw.ellipse((140, 70, 210, 140), fill=(40, 70, 200))
+    image.save(path)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.skip("chromium is not installed (`make browser` installs it)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+def test_hovering_a_word_draws_its_attention_and_a_question_gets_answered(
+    browser, server, tmp_path
+) -> None:
+    picture = tmp_path / "shapes.png"
+    shapes_picture(picture)
+    page = browser.new_page(viewport={"width": 1100, "height": 760})
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(server.url + "/")
+
+    page.set_input_files("#file", str(picture))
+    words = page.locator("#caption .word")
+    words.first.wait_for()
+    plain = canvas_pixels(page)
+    assert plain.shape == (384, 512, 3)  # enlarged to 512 px, aspect ratio kept
+
+    words.nth(1).hover()
+    second = canvas_pixels(page)
+    words.first.hover()
+    first = canvas_pixels(page)
+    page.mouse.move(5, 5)  # leaving the words shows the plain image again
+    restored = canvas_pixels(page)
+
+    changed = np.abs(first.astype(int) - plain.astype(int))
+    assert changed.mean() > 10  # the overlay covers the image, not a few pixels
+    assert not np.array_equal(first, second)  # each word has its own map
+    assert np.array_equal(restored, plain)
+
+    page.fill("#question", "what color is the square?")
+    page.click("#ask-button")
+    page.locator("#answer .answer").wait_for()
+    assert page.locator("#answer .topk li").count() == 5
+    assert page.locator("#answer .glimpse").count() == 2  # the tiny VQA model has 2 glimpses
+    assert not np.array_equal(canvas_pixels(page), plain)  # the first glimpse is shown
+    words.first.hover()
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOT), full_page=True)
+    assert errors == []
+    page.close()

@@ -1,0 +1,194 @@
+import asyncio
+import threading
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from service.batcher import AnswerJob, CaptionJob, MicroBatcher, run_jobs
+from service.engine import Engine
+from service.errors import Busy, NotReady
+from service.metrics import Metrics
+
+
+class Doubler:
+    """A real process function: doubles numbers, records its batches, can be held."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+        self.release = threading.Event()
+        self.release.set()
+        self.started = threading.Event()
+
+    def __call__(self, jobs: list[int]) -> list[int]:
+        self.started.set()
+        self.release.wait(timeout=10)
+        self.batches.append(list(jobs))
+        if any(job < 0 for job in jobs):
+            raise ValueError("negative job")
+        return [2 * job for job in jobs]
+
+
+def run(test: Callable, process: Doubler, **limits) -> None:
+    """Run `test(batcher)` on the event loop, with a started batcher closed afterwards."""
+    batcher = MicroBatcher(process, **{"max_wait_s": 0.0, **limits})
+    batcher.start()
+    try:
+        asyncio.run(test(batcher))
+    finally:
+        process.release.set()
+        batcher.close(timeout=10)
+
+
+async def hold_worker(batcher: MicroBatcher, process: Doubler) -> asyncio.Task:
+    """Occupy the worker with one job until `process.release` is set."""
+    process.release.clear()
+    first = asyncio.ensure_future(batcher.submit(100))
+    await asyncio.to_thread(process.started.wait, 10)
+    return first
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    for _ in range(1000):
+        if condition():
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError("condition not met")
+
+
+def test_waiting_requests_form_batches_up_to_the_limit() -> None:
+    process = Doubler()
+
+    async def test(batcher: MicroBatcher) -> None:
+        first = await hold_worker(batcher, process)
+        rest = [asyncio.ensure_future(batcher.submit(n)) for n in range(6)]
+        await until(lambda: batcher.depth == 6)
+        process.release.set()
+        done = await asyncio.gather(first, *rest)
+        assert [d.result for d in done] == [200, 0, 2, 4, 6, 8, 10]
+        assert [d.batch_size for d in done] == [1, 4, 4, 4, 4, 2, 2]
+        assert all(d.queue_seconds >= 0 and d.batch_seconds >= 0 for d in done)
+
+    run(test, process, max_batch_size=4, max_queue_size=8)
+    assert process.batches == [[100], [0, 1, 2, 3], [4, 5]]
+
+
+def test_a_batch_waits_briefly_for_more() -> None:
+    process = Doubler()
+
+    async def test(batcher: MicroBatcher) -> None:
+        done = await asyncio.gather(*(batcher.submit(n) for n in range(3)))
+        assert [d.batch_size for d in done] == [3, 3, 3]
+
+    run(test, process, max_batch_size=3, max_wait_s=5.0)  # full before the wait is over
+
+
+def test_a_full_queue_refuses_at_once() -> None:
+    process = Doubler()
+    metrics = Metrics()
+
+    async def test(batcher: MicroBatcher) -> None:
+        first = await hold_worker(batcher, process)
+        waiting = [asyncio.ensure_future(batcher.submit(n)) for n in (1, 2)]
+        await until(lambda: batcher.depth == 2)
+        assert metrics.registry.get_sample_value("glimpse_queue_size") == 2
+        with pytest.raises(Busy) as refused:
+            await batcher.submit(3)
+        assert refused.value.retry_after == 5 and refused.value.headers() == {"Retry-After": "5"}
+        process.release.set()
+        assert [d.result for d in await asyncio.gather(first, *waiting)] == [200, 2, 4]
+
+    run(test, process, max_batch_size=1, max_queue_size=2, retry_after_s=5, metrics=metrics)
+
+
+def test_a_cancelled_request_frees_its_slot_and_is_skipped() -> None:
+    process = Doubler()
+
+    async def test(batcher: MicroBatcher) -> None:
+        first = await hold_worker(batcher, process)
+        leaving = asyncio.ensure_future(batcher.submit(7))
+        await until(lambda: batcher.depth == 1)
+        leaving.cancel()
+        await until(lambda: batcher.depth == 0)  # freed before the worker looks at it
+        staying = asyncio.ensure_future(batcher.submit(8))  # the slot is usable again
+        process.release.set()
+        assert (await first).result == 200 and (await staying).result == 16
+        assert leaving.cancelled()
+
+    run(test, process, max_batch_size=4, max_queue_size=1)
+    assert [7] not in process.batches and all(7 not in batch for batch in process.batches)
+
+
+def test_a_failing_batch_fails_its_requests_only() -> None:
+    process = Doubler()
+
+    async def test(batcher: MicroBatcher) -> None:
+        with pytest.raises(ValueError, match="negative"):
+            await batcher.submit(-1)
+        assert (await batcher.submit(4)).result == 8  # the worker survived
+
+    run(test, process, max_batch_size=1)
+
+
+def test_closing_fails_waiting_requests_and_refuses_new_ones() -> None:
+    process = Doubler()
+    batcher = MicroBatcher(process, max_batch_size=1, max_wait_s=0.0)
+    batcher.start()
+
+    async def test() -> None:
+        first = await hold_worker(batcher, process)
+        waiting = asyncio.ensure_future(batcher.submit(1))
+        await until(lambda: batcher.depth == 1)
+        closing = asyncio.ensure_future(asyncio.to_thread(batcher.close, 10))
+        await until(lambda: waiting.done())
+        process.release.set()
+        await closing
+        assert (await first).result == 200  # the batch in progress finishes
+        with pytest.raises(NotReady):
+            await waiting
+        with pytest.raises(NotReady):
+            await batcher.submit(2)
+
+    asyncio.run(test())
+
+
+@pytest.mark.parametrize("limits", [{"max_batch_size": 0}, {"max_queue_size": 0}])
+def test_limits_must_be_positive(limits) -> None:
+    with pytest.raises(ValueError):
+        MicroBatcher(Doubler(), **limits)
+
+
+def test_mixed_engine_jobs_share_one_encoder_pass_and_match_single_calls(tiny_model_dirs):
+    engine = Engine.from_dirs(*tiny_model_dirs)
+    rng = np.random.default_rng(0)
+    images = [
+        Image.fromarray(rng.integers(0, 255, (64, 48 + 8 * i, 3), np.uint8)) for i in range(4)
+    ]
+    jobs = [
+        CaptionJob(images[0], beam_size=3, max_length=6),
+        AnswerJob(images[1], ("what color?", "how many?"), top_k=2),
+        CaptionJob(images[2], beam_size=1, max_length=4),
+        AnswerJob(images[3], ("is there a star?",), top_k=4),
+    ]
+    metrics = Metrics()
+    results = run_jobs(engine, jobs, metrics)
+
+    for job, result in zip(jobs, results, strict=True):
+        if isinstance(job, CaptionJob):
+            alone = engine.caption([job.image], job.beam_size, job.max_length)[0]
+            assert result.words == alone.words
+            np.testing.assert_allclose(result.attention, alone.attention, atol=1e-5)
+        else:
+            alone = engine.answer([job.image], [list(job.questions)], top_k=job.top_k)[0]
+            assert [a.question for a in result] == list(job.questions)
+            for got, want in zip(result, alone, strict=True):
+                assert [name for name, _ in got.top_k] == [name for name, _ in want.top_k]
+                assert [p for _, p in got.top_k] == pytest.approx([p for _, p in want.top_k])
+                assert len(got.top_k) == job.top_k
+                np.testing.assert_allclose(got.attention, want.attention, atol=1e-5)
+    registry = metrics.registry
+    assert registry.get_sample_value("glimpse_batch_size_count", {"task": "encode"}) == 1
+    assert registry.get_sample_value("glimpse_batch_size_sum", {"task": "encode"}) == 4
+    assert registry.get_sample_value("glimpse_batch_size_count", {"task": "caption"}) == 2
+    assert registry.get_sample_value("glimpse_batch_size_sum", {"task": "vqa"}) == 2

@@ -2,6 +2,7 @@
 
 import base64
 import io
+import os
 import shutil
 from pathlib import Path
 
@@ -20,7 +21,8 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-SCREENSHOT = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "web.png"
+# The README picture: GLIMPSE_SCREENSHOT=benchmarks/results/web.png, with the bundled models
+SCREENSHOT = os.environ.get("GLIMPSE_SCREENSHOT")
 
 
 def canvas_pixels(page) -> np.ndarray:
@@ -42,7 +44,8 @@ def shapes_picture(path: Path) -> None:
 @pytest.fixture(scope="module")
 def browser():
     if not Path(CHROMIUM).exists():
-        pytest.skip("chromium is not installed (`make browser` installs it)")
+        message = "chromium is not installed (`make browser` installs it)"
+        pytest.fail(message) if os.environ.get("CI") else pytest.skip(message)
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
@@ -86,7 +89,7 @@ def test_hovering_a_word_draws_its_attention_and_a_question_gets_answered(
     assert page.locator("#answer .glimpse").count() == 2  # the tiny VQA model has 2 glimpses
     assert not np.array_equal(canvas_pixels(page), plain)  # the first glimpse is shown
     words.first.hover()
-    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOT), full_page=True)
+    if SCREENSHOT:
+        page.screenshot(path=SCREENSHOT, full_page=True)
     assert errors == []
     page.close()

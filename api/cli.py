@@ -3,12 +3,21 @@
 import typer
 
 from api.commands import data, evaluate, predict, serve, train
+from api.runtime import keep_freed_memory
 
 app = typer.Typer(
     help="Glimpse: captions and answers about images, with where the model looked.",
     no_args_is_help=True,
     add_completion=False,
 )
+
+
+@app.callback()
+def main() -> None:
+    """Glimpse: captions and answers about images, with where the model looked."""
+    keep_freed_memory()
+
+
 app.command()(predict.caption)
 app.command()(predict.ask)
 app.add_typer(data.app, name="data")

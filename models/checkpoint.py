@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
@@ -84,13 +85,23 @@ def _write_json(path: Path, data: object) -> None:
     _write_atomic(path, lambda tmp: Path(tmp).write_text(json.dumps(data, indent=2) + "\n"))
 
 
-def save_pretrained(path: str | Path, checkpoint: Checkpoint) -> Path:
-    """Write `checkpoint` as a model directory at `path` (created if needed)."""
+def save_pretrained(
+    path: str | Path, checkpoint: Checkpoint, dtype: torch.dtype = torch.float32
+) -> Path:
+    """Write `checkpoint` as a model directory at `path` (created if needed).
+
+    Floating-point weights are stored as `dtype` (float16 halves a bundled model) and cast
+    back to the model's own dtype on loading.
+    """
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().contiguous().cpu() for k, v in checkpoint.model.state_dict().items()}
+    state = dict(checkpoint.model.state_dict())
     if checkpoint.encoder_state is not None:
-        tensors |= {ENCODER_PREFIX + k: v.contiguous() for k, v in checkpoint.encoder_state.items()}
+        state |= {ENCODER_PREFIX + k: v for k, v in checkpoint.encoder_state.items()}
+    tensors = {
+        k: (v.to(dtype) if v.is_floating_point() else v).detach().contiguous().cpu()
+        for k, v in state.items()
+    }
     _write_atomic(path / "model.safetensors", lambda tmp: save_file(tensors, tmp))
     _write_atomic(path / "tokenizer.json", lambda tmp: save_tokenizer(checkpoint.tokenizer, tmp))
     if checkpoint.answers is not None:

@@ -27,7 +27,8 @@ class CaptionTask:
     def __init__(self, cfg: TrainConfig, data: Path) -> None:
         self.cfg = cfg
         train = load_caption_split(data, "train")
-        self.val = load_caption_split(data, "val")[: cfg.eval_max_images]
+        val = load_caption_split(data, "val")  # cached whole: the VQA task shares the cache
+        self.val = val[: cfg.eval_max_images]
         instances = data / "annotations" / "instances_val.json"
         self.instances = json.loads(instances.read_text()) if instances.is_file() else None
         self.tokenizer = build_vocabulary(train, cfg.min_word_count)
@@ -43,7 +44,7 @@ class CaptionTask:
                 split: {"features": feature_cache(encoder, cfg, data, split, images)}
                 for split, images in (
                     ("train", {r.image_id: r.path for r in train}),
-                    ("val", {r.image_id: r.path for r in self.val}),
+                    ("val", {r.image_id: r.path for r in val}),
                 )
             }
         self.encoder = encoder
@@ -109,4 +110,4 @@ class CaptionTask:
         checkpoint = Checkpoint(
             "captioner", self.head, encoder_spec(self.cfg), self.tokenizer, None, encoder_state
         )
-        save_pretrained(path, checkpoint)
+        save_pretrained(path, checkpoint, getattr(torch, self.cfg.export_dtype))

@@ -35,6 +35,7 @@ class TrainConfig:
     eval_max_images: int = 500
     patience: int = 3
     checkpoint_every: int = 500
+    export_dtype: str = "float32"  # weights of the exported model: "float32" or "float16"
     # hardware
     device: str = "auto"
     amp: str = "bf16"  # on CUDA only: "bf16", "fp16" or "none"

@@ -91,4 +91,4 @@ class VQATask:
             self.answers.to_json(),
             encoder_state,
         )
-        save_pretrained(path, checkpoint)
+        save_pretrained(path, checkpoint, getattr(torch, self.cfg.export_dtype))

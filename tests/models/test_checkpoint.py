@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from models.checkpoint import CheckpointError, load_pretrained
+from models.checkpoint import CheckpointError, load_pretrained, save_pretrained
 from models.preprocess import images_to_batch
 
 
@@ -94,3 +94,16 @@ def test_preprocessed_batch_feeds_the_encoder(tiny_model_dirs: tuple[Path, Path]
     batch = images_to_batch([Image.new("RGB", (80, 50), "red")], checkpoint.encoder.image_size)
     features, grid = checkpoint.build_encoder()(batch)
     assert grid == (4, 4) and features.shape == (1, 16, 64)
+
+
+def test_half_precision_weights_load_into_a_float32_model(
+    tiny_model_dirs: tuple[Path, Path], tmp_path: Path
+) -> None:
+    full = load_pretrained(tiny_model_dirs[0])
+    save_pretrained(tmp_path / "half", full, dtype=torch.float16)
+    half = load_pretrained(tmp_path / "half")
+    size = (tmp_path / "half" / "model.safetensors").stat().st_size
+    assert size < 0.6 * (tiny_model_dirs[0] / "model.safetensors").stat().st_size
+    for name, value in half.model.state_dict().items():
+        assert value.dtype == torch.float32
+        assert torch.allclose(value, full.model.state_dict()[name], atol=1e-2, rtol=1e-3)

@@ -2,7 +2,7 @@
 
 import typer
 
-from api.commands import data, evaluate, predict, serve, train
+from api.commands import data, evaluate, predict, scale, serve, train
 from api.runtime import keep_freed_memory
 
 app = typer.Typer(
@@ -23,6 +23,7 @@ app.command()(predict.ask)
 app.add_typer(data.app, name="data")
 app.add_typer(train.app, name="train")
 app.add_typer(evaluate.app, name="evaluate")
+app.add_typer(scale.app, name="scale")
 app.command()(serve.serve)
 
 

@@ -34,6 +34,38 @@ def _images(paths: list[Path]) -> list:
     return images
 
 
+def caption_split(engine, records: list, beam_size: int, batch_size: int) -> tuple[dict, dict]:
+    """Captions and per-word maps of every record's image, by image id."""
+    generated, attention = {}, {}
+    for start in range(0, len(records), batch_size):
+        chunk = records[start : start + batch_size]
+        out = engine.caption(_images([r.path for r in chunk]), beam_size=beam_size)
+        for record, result in zip(chunk, out, strict=True):
+            generated[record.image_id] = result.caption
+            attention[record.image_id] = list(zip(result.words, result.attention, strict=True))
+    return generated, attention
+
+
+def answer_split(engine, records: list, batch_size: int) -> tuple[dict, dict]:
+    """Answers and glimpse maps by question id; each image's questions share one pass."""
+    by_image: dict[int, list] = {}
+    for record in records:
+        by_image.setdefault(record.image_id, []).append(record)
+    groups = list(by_image.values())
+    answers, attention = {}, {}
+    for start in range(0, len(groups), batch_size):
+        chunk = groups[start : start + batch_size]
+        out = engine.answer(
+            _images([g[0].path for g in chunk]), [[r.question for r in g] for g in chunk]
+        )
+        for group, results_of_image in zip(chunk, out, strict=True):
+            for record, result in zip(group, results_of_image, strict=True):
+                answers[record.question_id] = result.answer
+                if result.attention is not None:
+                    attention[record.question_id] = result.attention
+    return answers, attention
+
+
 def _print(report: dict, as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps(report))
@@ -77,13 +109,7 @@ def captions(
             raise fail(str(exc)) from exc
     else:
         engine = _engine(model or Settings().caption_model, None)
-        generated, attention = {}, {}
-        for start in range(0, len(records), batch_size):
-            chunk = records[start : start + batch_size]
-            out = engine.caption(_images([r.path for r in chunk]), beam_size=beam_size)
-            for record, result in zip(chunk, out, strict=True):
-                generated[record.image_id] = result.caption
-                attention[record.image_id] = list(zip(result.words, result.attention, strict=True))
+        generated, attention = caption_split(engine, records, beam_size, batch_size)
         if results_out is not None:
             rows = [{"image_id": i, "caption": c} for i, c in generated.items()]
             results_out.write_text(json.dumps(rows))
@@ -114,20 +140,7 @@ def vqa(
             raise fail(str(exc)) from exc
     else:
         engine = _engine(None, model or Settings().vqa_model)
-        by_image: dict[int, list] = {}
-        for record in records:
-            by_image.setdefault(record.image_id, []).append(record)
-        groups = list(by_image.values())
-        answers, attention = {}, {}
-        for start in range(0, len(groups), batch_size):
-            chunk = groups[start : start + batch_size]
-            images = _images([g[0].path for g in chunk])
-            out = engine.answer(images, [[r.question for r in g] for g in chunk])
-            for group, results_of_image in zip(chunk, out, strict=True):
-                for record, result in zip(group, results_of_image, strict=True):
-                    answers[record.question_id] = result.answer
-                    if result.attention is not None:
-                        attention[record.question_id] = result.attention
+        answers, attention = answer_split(engine, records, batch_size)
         if results_out is not None:
             rows = [{"question_id": q, "answer": a} for q, a in answers.items()]
             results_out.write_text(json.dumps(rows))

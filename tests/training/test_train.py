@@ -30,19 +30,28 @@ def world(tiny_world: Path) -> Path:
     return tiny_world
 
 
-def glimpse(*args: str) -> subprocess.Popen:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
+def spawn(args: list[str], **env: str) -> subprocess.Popen:
+    """A child in its own process group, so that a timeout can end its children too."""
     return subprocess.Popen(
-        [sys.executable, "-m", "api.cli", *args],
-        env=env,
+        args,
+        env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0", **env},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=True,
     )
 
 
+def glimpse(*args: str) -> subprocess.Popen:
+    return spawn([sys.executable, "-m", "api.cli", *args])
+
+
 def finish(process: subprocess.Popen) -> str:
-    out, err = process.communicate(timeout=300)
+    try:
+        out, err = process.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        raise
     assert process.returncode == 0, err[-2000:]
     return out
 
@@ -119,26 +128,13 @@ def test_ddp_ranks_hold_identical_weights(world: Path, tmp_path: Path) -> None:
         ' "classifier_dim": 16}',
         "epochs=1",
     ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path.cwd())}
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            "--nproc_per_node",
-            "2",
-            str(script),
-            str(world),
-            str(tmp_path),
-            *vqa,
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    finish(
+        spawn(
+            [*command, "--nproc_per_node", "2", str(script), str(world), str(tmp_path), *vqa],
+            PYTHONPATH=str(Path.cwd()),
+        )
     )
-    assert run.returncode == 0, run.stderr[-3000:]
     rank0, rank1 = (load_file(tmp_path / f"rank{r}.safetensors") for r in (0, 1))
     assert rank0.keys() == rank1.keys()
     for name in rank0:

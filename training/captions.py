@@ -9,12 +9,11 @@ from torch import Tensor, nn
 from models.captioner import Captioner, CaptionerConfig, attention_penalty
 from models.checkpoint import Checkpoint, save_pretrained
 from models.decoding import beam_search, greedy
-from models.text import PAD_ID, decode, encode
+from models.text import PAD_ID, decode
 from training.config import TrainConfig
 from training.data.coco import (
     CaptionDataset,
     build_vocabulary,
-    collate_captions,
     load_caption_split,
 )
 from training.encoding import EncodedHead, build_encoder, encoder_spec, feature_cache, image_source
@@ -52,9 +51,7 @@ class CaptionTask:
             train, self.tokenizer, max_length=cfg.max_caption_len, **sources["train"]
         )
         self.val_source = sources["val"]
-        self.lengths = [
-            len(encode(self.tokenizer, train[r].captions[c])) for r, c in self.train_set.pairs
-        ]
+        self.lengths = [len(ids) for ids in self.train_set.caption_ids]
 
     @property
     def head(self) -> Captioner:
@@ -64,7 +61,7 @@ class CaptionTask:
         return bucketed_batches(self.lengths, self.cfg.batch_size, self.cfg.seed, epoch)
 
     def loss(self, model: nn.Module, batch: list[int], device: torch.device) -> Tensor:
-        inputs, captions, _, _ = collate_captions([self.train_set[i] for i in batch])
+        inputs, captions, _, _ = self.train_set.batch(batch)
         captions = captions.to(device)
         _, alphas, loss = model(
             inputs.to(device), captions, sample_prob=self.cfg.scheduled_sampling

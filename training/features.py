@@ -77,6 +77,10 @@ class FeatureCache:
     def __getitem__(self, row: int) -> torch.Tensor:
         return torch.from_numpy(self.features[row].astype(np.float32))  # (L, D)
 
+    def take(self, rows: Sequence[int]) -> torch.Tensor:
+        """Several rows in one read and one conversion: a training batch (B, L, D)."""
+        return torch.from_numpy(self.features[np.asarray(rows)].astype(np.float32))
+
     @classmethod
     def open(cls, out_dir: Path, split: str) -> "FeatureCache":
         """Open a finished cache; raises FeatureCacheError when it is absent or inconsistent."""

@@ -6,14 +6,12 @@ import torch
 from torch import Tensor, nn
 
 from models.checkpoint import Checkpoint, save_pretrained
-from models.text import words
 from models.vqa import VQAConfig, VQAModel
 from training.config import TrainConfig
 from training.data.vqa import (
     AnswerVocab,
     VQADataset,
     build_question_vocabulary,
-    collate_vqa,
     load_vqa_split,
 )
 from training.encoding import EncodedHead, build_encoder, encoder_spec, feature_cache, image_source
@@ -47,7 +45,7 @@ class VQATask:
             }
         self.train_set = VQADataset(train, self.tokenizer, self.answers, **sources["train"])
         self.val_set = VQADataset(self.val, self.tokenizer, self.answers, **sources["val"])
-        self.lengths = [len(words(r.question)) for r in train]
+        self.lengths = [len(q) for q in self.train_set.question_tokens]
 
     @property
     def head(self) -> VQAModel:
@@ -57,7 +55,7 @@ class VQATask:
         return bucketed_batches(self.lengths, self.cfg.batch_size, self.cfg.seed, epoch)
 
     def loss(self, model: nn.Module, batch: list[int], device: torch.device) -> Tensor:
-        b = collate_vqa([self.train_set[i] for i in batch])
+        b = self.train_set.batch(batch)
         _, _, loss = model(
             b.inputs.to(device), b.questions.to(device), b.lengths, b.targets.to(device)
         )
@@ -68,8 +66,7 @@ class VQATask:
         self.model.eval()
         results = {}
         for start in range(0, len(self.val_set), 256):
-            stop = min(start + 256, len(self.val_set))
-            b = collate_vqa([self.val_set[i] for i in range(start, stop)])
+            b = self.val_set.batch(range(start, min(start + 256, len(self.val_set))))
             logits, _, _ = self.model(b.inputs.to(device), b.questions.to(device), b.lengths)
             for qid, best in zip(b.question_ids.tolist(), logits.argmax(-1).tolist(), strict=True):
                 results[qid] = self.answers[best]

@@ -271,3 +271,14 @@ def test_collate_pads_to_longest(coco_train_records, coco_feature_cache) -> None
         assert batch.captions[row, length - 1] == EOS_ID
         assert torch.all(batch.captions[row, length:] == PAD_ID)
     assert batch.image_ids.tolist() == [dataset[i][2] for i in range(4)]
+
+
+def test_gathered_batch_equals_collated_items(coco_train_records, coco_feature_cache) -> None:
+    dataset = CaptionDataset(
+        coco_train_records, build_vocabulary(coco_train_records), features=coco_feature_cache
+    )
+    indices = [3, 0, 2]
+    gathered = dataset.batch(indices)
+    collated = collate_captions([dataset[i] for i in indices])
+    for got, expected in zip(gathered, collated, strict=True):
+        assert torch.equal(got, expected)

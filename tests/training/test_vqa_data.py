@@ -219,3 +219,16 @@ def test_collate_vqa(vqa_train_records, vqa_feature_cache: FeatureCache) -> None
     assert torch.all(batch.questions[:3, 5] == PAD_ID) and torch.all(batch.questions[:, :5] > 3)
     assert batch.targets.shape == (4, len(vocab)) and batch.inputs.shape == (4, 4, 2)
     assert batch.question_ids.tolist() == [101, 102, 103, 104]
+
+
+def test_gathered_batch_equals_collated_items(
+    vqa_train_records, vqa_feature_cache: FeatureCache
+) -> None:
+    tokenizer = build_question_vocabulary(vqa_train_records)
+    vocab = AnswerVocab.from_records(vqa_train_records)
+    dataset = VQADataset(vqa_train_records, tokenizer, vocab, features=vqa_feature_cache)
+    indices = [2, 0, 1]
+    gathered = dataset.batch(indices)
+    collated = collate_vqa([dataset[i] for i in indices])
+    for got, expected in zip(gathered, collated, strict=True):
+        assert torch.equal(got, expected)

@@ -185,6 +185,8 @@ class FeatureStore(Protocol):
 
     def __getitem__(self, row: int) -> Tensor: ...
 
+    def take(self, rows: Sequence[int]) -> Tensor: ...
+
 
 class ImageSource:
     """The image side of an example: a cached grid (L, D) or a transformed image (3, H, W)."""
@@ -203,6 +205,12 @@ class ImageSource:
             return self.features[self.features.row(image_id)]  # (L, D)
         with Image.open(path) as image:
             return self.transform(image.convert("RGB"))  # (3, H, W)
+
+    def many(self, image_ids: Sequence[int], paths: Sequence[Path]) -> Tensor:
+        """A batch's image side at once: cached grids are gathered in one read."""
+        if self.features is not None:
+            return self.features.take([self.features.row(i) for i in image_ids])  # (B, L, D)
+        return torch.stack([self(i, p) for i, p in zip(image_ids, paths, strict=True)])
 
 
 class CaptionDataset(Dataset):
@@ -227,18 +235,33 @@ class CaptionDataset(Dataset):
         self.pairs = [
             (r, c) for r, record in enumerate(self.records) for c in range(len(record.captions))
         ]
+        # Tokenised once, not every epoch.
+        self.caption_ids = [self._encode(self.records[r].captions[c]) for r, c in self.pairs]
+
+    def _encode(self, caption: str) -> Tensor:
+        ids = encode(self.tokenizer, caption)
+        if len(ids) > self.max_length:
+            ids = [*ids[: self.max_length - 1], EOS_ID]
+        return torch.tensor(ids, dtype=torch.long)
 
     def __len__(self) -> int:
         return len(self.pairs)
 
     def __getitem__(self, index: int) -> tuple[Tensor, Tensor, int]:
-        record_index, caption_index = self.pairs[index]
-        record = self.records[record_index]
-        ids = encode(self.tokenizer, record.captions[caption_index])
-        if len(ids) > self.max_length:
-            ids = [*ids[: self.max_length - 1], EOS_ID]
+        record = self.records[self.pairs[index][0]]
         image = self.source(record.image_id, record.path)
-        return image, torch.tensor(ids, dtype=torch.long), record.image_id
+        return image, self.caption_ids[index], record.image_id
+
+    def batch(self, indices: Sequence[int], pad_id: int = PAD_ID) -> "CaptionBatch":
+        """`collate_captions` of these examples, reading their cached grids in one gather."""
+        records = [self.records[self.pairs[i][0]] for i in indices]
+        captions = [self.caption_ids[i] for i in indices]
+        return CaptionBatch(
+            inputs=self.source.many([r.image_id for r in records], [r.path for r in records]),
+            captions=pad_sequence(captions, batch_first=True, padding_value=pad_id),
+            lengths=torch.tensor([len(c) for c in captions], dtype=torch.long),
+            image_ids=torch.tensor([r.image_id for r in records], dtype=torch.long),
+        )
 
 
 class CaptionBatch(NamedTuple):

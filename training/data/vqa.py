@@ -240,16 +240,31 @@ class VQADataset(Dataset):
     ) -> None:
         self.records, self.tokenizer, self.answers = list(records), tokenizer, answers
         self.source = ImageSource(features, transform)
+        self.question_tokens = [  # tokenised once, not every epoch
+            torch.tensor(encode(tokenizer, r.question, add_special=False), dtype=torch.long)
+            for r in self.records
+        ]
 
     def __len__(self) -> int:
         return len(self.records)
 
     def __getitem__(self, index: int) -> tuple[Tensor, Tensor, Tensor, int]:
         record = self.records[index]
-        ids = encode(self.tokenizer, record.question, add_special=False)
         image = self.source(record.image_id, record.path)
         target = self.answers.soft_target(record.answers)  # (N,)
-        return image, torch.tensor(ids, dtype=torch.long), target, record.question_id
+        return image, self.question_tokens[index], target, record.question_id
+
+    def batch(self, indices: Sequence[int], pad_id: int = PAD_ID) -> "VQABatch":
+        """`collate_vqa` of these examples, reading their cached grids in one gather."""
+        records = [self.records[i] for i in indices]
+        questions = [self.question_tokens[i] for i in indices]
+        return VQABatch(
+            inputs=self.source.many([r.image_id for r in records], [r.path for r in records]),
+            questions=pad_sequence(questions, batch_first=True, padding_value=pad_id),
+            lengths=torch.tensor([len(q) for q in questions], dtype=torch.long),
+            targets=torch.stack([self.answers.soft_target(r.answers) for r in records]),
+            question_ids=torch.tensor([r.question_id for r in records], dtype=torch.long),
+        )
 
 
 class VQABatch(NamedTuple):

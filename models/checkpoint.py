@@ -68,13 +68,14 @@ class Checkpoint:
         return encoder
 
 
-def _write_atomic(path: Path, write: Callable[[str], None]) -> None:
+def write_atomic(path: Path, write: Callable[[str], None]) -> None:
     """Write through a temp file in the same directory and rename, so a crash never leaves a
     half-written file under the real name."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the model from a service user
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -82,7 +83,7 @@ def _write_atomic(path: Path, write: Callable[[str], None]) -> None:
 
 
 def _write_json(path: Path, data: object) -> None:
-    _write_atomic(path, lambda tmp: Path(tmp).write_text(json.dumps(data, indent=2) + "\n"))
+    write_atomic(path, lambda tmp: Path(tmp).write_text(json.dumps(data, indent=2) + "\n"))
 
 
 def save_pretrained(
@@ -102,8 +103,8 @@ def save_pretrained(
         k: (v.to(dtype) if v.is_floating_point() else v).detach().contiguous().cpu()
         for k, v in state.items()
     }
-    _write_atomic(path / "model.safetensors", lambda tmp: save_file(tensors, tmp))
-    _write_atomic(path / "tokenizer.json", lambda tmp: save_tokenizer(checkpoint.tokenizer, tmp))
+    write_atomic(path / "model.safetensors", lambda tmp: save_file(tensors, tmp))
+    write_atomic(path / "tokenizer.json", lambda tmp: save_tokenizer(checkpoint.tokenizer, tmp))
     if checkpoint.answers is not None:
         _write_json(path / "answers.json", checkpoint.answers)
     config = {

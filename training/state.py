@@ -6,9 +6,7 @@ good checkpoint intact. No pickle.
 """
 
 import json
-import os
 import random
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +14,8 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import Tensor
+
+from models.checkpoint import write_atomic
 
 
 class TrainingStateError(Exception):
@@ -83,14 +83,7 @@ def save_state(path: Path, model, optimizer, scheduler, progress: Progress, conf
         "config": config,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata={"state": json.dumps(tree)})
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    write_atomic(path, lambda tmp: save_file(tensors, tmp, metadata={"state": json.dumps(tree)}))
 
 
 def load_state(path: Path, model, optimizer, scheduler) -> Progress:

@@ -38,6 +38,8 @@ def test_files_are_json_and_safetensors(tiny_model_dirs: tuple[Path, Path]) -> N
     config = json.loads((vqa_dir / "config.json").read_text())
     assert config["model_type"] == "vqa" and config["model"]["fusion"] == "attention"
     assert (vqa_dir / "model.safetensors").read_bytes()[8:9] == b"{"  # safetensors header
+    for f in vqa_dir.iterdir():  # readable by a service user, not just the trainer
+        assert f.stat().st_mode & 0o044 == 0o044, f
 
 
 def copy_dir(src: Path, dst: Path) -> Path:

@@ -7,7 +7,6 @@ import torch
 from torch import Tensor, nn
 
 from models.captioner import Captioner, CaptionerConfig, attention_penalty
-from models.checkpoint import Checkpoint, save_pretrained
 from models.decoding import beam_search, greedy
 from models.text import PAD_ID, decode
 from training.config import TrainConfig
@@ -16,7 +15,7 @@ from training.data.coco import (
     build_vocabulary,
     load_caption_split,
 )
-from training.encoding import EncodedHead, build_encoder, encoder_spec, feature_cache, image_source
+from training.encoding import EncodedHead, attach_images, build_encoder, export_model, head_of
 from training.loop import bucketed_batches
 from training.metrics.captions import score_captions
 from training.metrics.shapes import caption_correctness
@@ -34,19 +33,7 @@ class CaptionTask:
         encoder = build_encoder(cfg)
         grid = encoder.grid_size(cfg.image_size)
         head = Captioner(CaptionerConfig(len(self.tokenizer), encoder.out_dim, grid, **cfg.model))
-        if cfg.fine_tune:
-            self.model: nn.Module = EncodedHead(encoder, head)
-            sources = {"train": image_source(cfg), "val": image_source(cfg)}
-        else:
-            self.model = head
-            sources = {
-                split: {"features": feature_cache(encoder, cfg, data, split, images)}
-                for split, images in (
-                    ("train", {r.image_id: r.path for r in train}),
-                    ("val", {r.image_id: r.path for r in val}),
-                )
-            }
-        self.encoder = encoder
+        self.model, sources = attach_images(cfg, encoder, head, data, {"train": train, "val": val})
         self.train_set = CaptionDataset(
             train, self.tokenizer, max_length=cfg.max_caption_len, **sources["train"]
         )
@@ -55,7 +42,7 @@ class CaptionTask:
 
     @property
     def head(self) -> Captioner:
-        return self.model.head if isinstance(self.model, EncodedHead) else self.model
+        return head_of(self.model)
 
     def batches(self, epoch: int) -> list[list[int]]:
         return bucketed_batches(self.lengths, self.cfg.batch_size, self.cfg.seed, epoch)
@@ -101,10 +88,4 @@ class CaptionTask:
         return metrics
 
     def export(self, model: nn.Module, path: Path) -> None:
-        encoder_state = None
-        if self.cfg.fine_tune:
-            encoder_state = {k: v.cpu() for k, v in self.model.encoder.state_dict().items()}
-        checkpoint = Checkpoint(
-            "captioner", self.head, encoder_spec(self.cfg), self.tokenizer, None, encoder_state
-        )
-        save_pretrained(path, checkpoint, getattr(torch, self.cfg.export_dtype))
+        export_model(self.cfg, self.model, "captioner", self.tokenizer, path)

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import torch
 from torch import Tensor, nn
+from transformers import PreTrainedTokenizerFast
 
-from models.checkpoint import EncoderSpec
+from models.checkpoint import Checkpoint, EncoderSpec, save_pretrained
 from models.encoder import Encoder, create_encoder
 from models.preprocess import image_to_tensor
 from training.config import TrainConfig
@@ -35,9 +36,42 @@ def feature_cache(
     )
 
 
-def image_source(cfg: TrainConfig) -> dict:
-    """Keyword arguments for the data sets' image side when the encoder is fine-tuned."""
-    return {"transform": lambda image: image_to_tensor(image, cfg.image_size)}
+def attach_images(
+    cfg: TrainConfig, encoder: Encoder, head: nn.Module, root: Path, splits: dict
+) -> tuple[nn.Module, dict[str, dict]]:
+    """The module to train, and per split the data sets' image side (their keyword args):
+    the head over cached grids, or encoder + head over images when fine-tuning.
+
+    `splits` maps a split name to its images by id."""
+    if cfg.fine_tune:
+        source = {"transform": lambda image: image_to_tensor(image, cfg.image_size)}
+        return EncodedHead(encoder, head), {split: source for split in splits}
+    caches = {
+        split: feature_cache(encoder, cfg, root, split, images) for split, images in splits.items()
+    }
+    return head, {split: {"features": cache} for split, cache in caches.items()}
+
+
+def head_of(model: nn.Module) -> nn.Module:
+    return model.head if isinstance(model, EncodedHead) else model
+
+
+def export_model(
+    cfg: TrainConfig,
+    model: nn.Module,
+    kind: str,
+    tokenizer: PreTrainedTokenizerFast,
+    path: Path,
+    answers: list[str] | None = None,
+) -> None:
+    """Save the trained head as a model directory (with the encoder when fine-tuned)."""
+    encoder_state = None
+    if isinstance(model, EncodedHead):
+        encoder_state = {k: v.cpu() for k, v in model.encoder.state_dict().items()}
+    checkpoint = Checkpoint(
+        kind, head_of(model), encoder_spec(cfg), tokenizer, answers, encoder_state
+    )
+    save_pretrained(path, checkpoint, getattr(torch, cfg.export_dtype))
 
 
 class EncodedHead(nn.Module):

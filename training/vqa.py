@@ -5,7 +5,6 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from models.checkpoint import Checkpoint, save_pretrained
 from models.vqa import VQAConfig, VQAModel
 from training.config import TrainConfig
 from training.data.vqa import (
@@ -14,7 +13,7 @@ from training.data.vqa import (
     build_question_vocabulary,
     load_vqa_split,
 )
-from training.encoding import EncodedHead, build_encoder, encoder_spec, feature_cache, image_source
+from training.encoding import attach_images, build_encoder, export_model, head_of
 from training.loop import bucketed_batches
 from training.metrics.vqa import score_vqa
 
@@ -31,25 +30,16 @@ class VQATask:
         head = VQAModel(
             VQAConfig(len(self.tokenizer), len(self.answers), encoder.out_dim, grid, **cfg.model)
         )
-        if cfg.fine_tune:
-            self.model: nn.Module = EncodedHead(encoder, head)
-            sources = {"train": image_source(cfg), "val": image_source(cfg)}
-        else:
-            self.model = head
-            sources = {
-                split: {"features": feature_cache(encoder, cfg, data, split, images)}
-                for split, images in (
-                    ("train", {r.image_id: r.path for r in train}),
-                    ("val", {r.image_id: r.path for r in self.val}),
-                )
-            }
+        self.model, sources = attach_images(
+            cfg, encoder, head, data, {"train": train, "val": self.val}
+        )
         self.train_set = VQADataset(train, self.tokenizer, self.answers, **sources["train"])
         self.val_set = VQADataset(self.val, self.tokenizer, self.answers, **sources["val"])
         self.lengths = [len(q) for q in self.train_set.question_tokens]
 
     @property
     def head(self) -> VQAModel:
-        return self.model.head if isinstance(self.model, EncodedHead) else self.model
+        return head_of(self.model)
 
     def batches(self, epoch: int) -> list[list[int]]:
         return bucketed_batches(self.lengths, self.cfg.batch_size, self.cfg.seed, epoch)
@@ -77,15 +67,4 @@ class VQATask:
         return {"score": scores["overall"], "accuracy": scores["overall"]}
 
     def export(self, model: nn.Module, path: Path) -> None:
-        encoder_state = None
-        if self.cfg.fine_tune:
-            encoder_state = {k: v.cpu() for k, v in self.model.encoder.state_dict().items()}
-        checkpoint = Checkpoint(
-            "vqa",
-            self.head,
-            encoder_spec(self.cfg),
-            self.tokenizer,
-            self.answers.to_json(),
-            encoder_state,
-        )
-        save_pretrained(path, checkpoint, getattr(torch, self.cfg.export_dtype))
+        export_model(self.cfg, self.model, "vqa", self.tokenizer, path, self.answers.to_json())

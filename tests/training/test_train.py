@@ -140,3 +140,20 @@ def test_ddp_ranks_hold_identical_weights(world: Path, tmp_path: Path) -> None:
     for name in rank0:
         assert torch.equal(rank0[name], rank1[name]), name
     assert (tmp_path / "model" / "answers.json").is_file()
+
+
+def test_fine_tuning_trains_and_exports_the_encoder(world: Path, tmp_path: Path) -> None:
+    from models.checkpoint import load_pretrained
+    from training.captions import CaptionTask
+    from training.loop import fit
+
+    cfg = load_config("shapes-cpu", [*TINY, "fine_tune=true", "epochs=1"])
+    torch.manual_seed(0)
+    task = CaptionTask(cfg, world)
+    before = {k: v.clone() for k, v in task.model.encoder.state_dict().items()}
+    fit(task, cfg, tmp_path)
+    exported = load_pretrained(tmp_path / "model")
+    assert exported.encoder_state is not None
+    assert any(not torch.equal(before[k], v) for k, v in exported.encoder_state.items())
+    grid, _ = exported.build_encoder()(torch.rand(1, 3, 64, 64))
+    assert grid.shape == (1, 16, 64)

@@ -91,6 +91,28 @@ def warmup_cosine(warmup: int, total: int) -> Callable[[int], float]:
     return factor
 
 
+class TrainingLog:
+    """TensorBoard scalars of the main process (`tensorboard --logdir RUN/tb`)."""
+
+    def __init__(self, out_dir: Path, enabled: bool) -> None:
+        self.writer = None
+        if enabled:
+            from torch.utils.tensorboard import SummaryWriter  # slow import: only when logging
+
+            self.writer = SummaryWriter(str(out_dir / "tb"))
+
+    def step(self, step: int, loss: float, lr: float) -> None:
+        if self.writer:
+            self.writer.add_scalar("train/loss", loss, step)
+            self.writer.add_scalar("train/lr", lr, step)
+
+    def epoch(self, step: int, metrics: dict[str, float]) -> None:
+        if self.writer:
+            for name, value in metrics.items():
+                self.writer.add_scalar(f"val/{name}", value, step)
+            self.writer.flush()
+
+
 @dataclass
 class FitResult:
     best_metrics: dict[str, float] = field(default_factory=dict)
@@ -122,6 +144,7 @@ def fit(task: Task, cfg: TrainConfig, out_dir: Path, resume: bool = False) -> Fi
     use_amp = device.type == "cuda" and amp_dtype is not None
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
     result = FitResult()
+    log = TrainingLog(out_dir, ddp.main)
 
     def checkpoint() -> None:
         if ddp.main:
@@ -151,6 +174,7 @@ def fit(task: Task, cfg: TrainConfig, out_dir: Path, resume: bool = False) -> Fi
             progress.step_in_epoch += 1
             progress.global_step += 1
             seen += len(batch)
+            log.step(progress.global_step, loss.item(), scheduler.get_last_lr()[0])
             bar.set_postfix(
                 loss=f"{loss.item():.3f}", ex_s=f"{seen / (time.perf_counter() - started):.0f}"
             )
@@ -158,19 +182,9 @@ def fit(task: Task, cfg: TrainConfig, out_dir: Path, resume: bool = False) -> Fi
                 checkpoint()
         progress.epoch += 1
         progress.step_in_epoch = 0
-        metrics = task.evaluate(model, device) if ddp.main else {}
         if ddp.main:
-            result.history.append({"epoch": progress.epoch, **metrics})
-            tqdm.write(
-                f"epoch {progress.epoch}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
-            )
-            if metrics["score"] > progress.best_metric:
-                progress.best_metric = metrics["score"]
-                progress.epochs_without_gain = 0
-                result.best_metrics = metrics
-                task.export(model, out_dir / "model")
-            else:
-                progress.epochs_without_gain += 1
+            _validate(task, model, device, progress, result, out_dir)
+            log.epoch(progress.global_step, result.history[-1])
         checkpoint()
         stop = torch.tensor(float(progress.epochs_without_gain >= cfg.patience))
         if ddp.enabled:
@@ -181,3 +195,24 @@ def fit(task: Task, cfg: TrainConfig, out_dir: Path, resume: bool = False) -> Fi
     if ddp.enabled:
         dist.barrier()
     return result
+
+
+def _validate(
+    task: Task,
+    model: nn.Module,
+    device: torch.device,
+    progress: Progress,
+    result: FitResult,
+    out_dir: Path,
+) -> None:
+    """Score the epoch; export the model when it is the best so far, else count toward stopping."""
+    metrics = task.evaluate(model, device)
+    result.history.append({"epoch": progress.epoch, **metrics})
+    tqdm.write(f"epoch {progress.epoch}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+    if metrics["score"] > progress.best_metric:
+        progress.best_metric = metrics["score"]
+        progress.epochs_without_gain = 0
+        result.best_metrics = metrics
+        task.export(model, out_dir / "model")
+    else:
+        progress.epochs_without_gain += 1

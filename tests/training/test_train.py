@@ -157,3 +157,4 @@ def test_fine_tuning_trains_and_exports_the_encoder(world: Path, tmp_path: Path)
     assert any(not torch.equal(before[k], v) for k, v in exported.encoder_state.items())
     grid, _ = exported.build_encoder()(torch.rand(1, 3, 64, 64))
     assert grid.shape == (1, 16, 64)
+    assert list((tmp_path / "tb").glob("events.out.tfevents.*"))  # TensorBoard scalars

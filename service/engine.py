@@ -104,7 +104,7 @@ class Engine:
         self,
         images: Sequence[Image.Image],
         beam_size: int = 3,
-        max_length: int = 20,
+        max_length: int = 30,
         features: dict[tuple, Tensor] | None = None,
     ) -> list[CaptionResult]:
         if self.captioner is None:

@@ -61,7 +61,7 @@ class Settings(BaseSettings):
     # Request options and their bounds
     beam_size: int = Field(3, ge=1, description="default beam size (1 = greedy)")
     max_beam_size: int = Field(10, ge=1, le=50, description="largest beam size a client may ask")
-    caption_length: int = Field(20, ge=1, description="default most words of a caption")
+    caption_length: int = Field(30, ge=1, description="default most words of a caption")
     max_caption_length: int = Field(
         50, ge=1, le=200, description="largest `max_length` a client may ask"
     )

@@ -48,7 +48,7 @@ def caption(
     images: Annotated[list[Path], typer.Argument(help="image files", show_default=False)],
     model: ModelOption = None,
     beam_size: Annotated[int, typer.Option(min=1, max=20, help="1 = greedy")] = 3,
-    max_length: Annotated[int, typer.Option(min=1, max=100, help="most words")] = 20,
+    max_length: Annotated[int, typer.Option(min=1, max=100, help="most words")] = 30,
     batch_size: Annotated[int, typer.Option(min=1, max=256, help="images per pass")] = 16,
     as_json: JsonOption = False,
 ) -> None:

@@ -6,6 +6,7 @@ reads as "parse, call the service, shape the response".
 
 import asyncio
 import hmac
+import unicodedata
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Annotated, TypeVar
@@ -121,7 +122,21 @@ class CaptionOptions:
     attention: bool
 
 
-def caption_options(
+async def _only_known_fields(request: Request, known: frozenset[str]) -> None:
+    """Refuse a field the route does not read: a typo (`beam`) would otherwise pass silently."""
+    unknown = sorted(set((await request.form()).keys()) - known)  # parsed once, cached
+    if unknown:
+        raise InvalidField(
+            unknown[0], f"unknown field {unknown[0]!r}; the fields are {', '.join(sorted(known))}"
+        )
+
+
+_CAPTION_FIELDS = frozenset({"image", "beam_size", "max_length", "attention"})
+_VQA_FIELDS = frozenset({"image", "question", "top_k", "attention"})
+
+
+async def caption_options(
+    request: Request,
     settings: SettingsDep,
     beam_size: Annotated[
         int | None,
@@ -135,6 +150,7 @@ def caption_options(
     ] = None,
     attention: Annotated[bool, Form(description="include one attention map per word")] = True,
 ) -> CaptionOptions:
+    await _only_known_fields(request, _CAPTION_FIELDS)
     return CaptionOptions(
         _bounded("beam_size", beam_size, settings.beam_size, settings.max_beam_size),
         _bounded("max_length", max_length, settings.caption_length, settings.max_caption_length),
@@ -152,7 +168,8 @@ class VQAOptions:
     attention: bool
 
 
-def vqa_options(
+async def vqa_options(
+    request: Request,
     settings: SettingsDep,
     question: Annotated[
         list[str],
@@ -166,6 +183,7 @@ def vqa_options(
     ] = None,
     attention: Annotated[bool, Form(description="include the glimpse maps")] = True,
 ) -> VQAOptions:
+    await _only_known_fields(request, _VQA_FIELDS)
     if len(question) > settings.max_questions:
         raise InvalidField(
             "question", f"at most {settings.max_questions} questions per image, got {len(question)}"
@@ -174,6 +192,8 @@ def vqa_options(
     for number, text in enumerate(questions, start=1):
         if not text:
             raise InvalidField("question", f"question {number} is empty")
+        if any(unicodedata.category(char) == "Cc" for char in text):
+            raise InvalidField("question", f"question {number} contains a control character")
         if len(text) > settings.max_question_chars:
             raise InvalidField(
                 "question",

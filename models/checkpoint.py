@@ -70,7 +70,10 @@ class Checkpoint:
 
 def write_atomic(path: Path, write: Callable[[str], None]) -> None:
     """Write through a temp file in the same directory and rename, so a crash never leaves a
-    half-written file under the real name."""
+    half-written file under the real name. Temp files of an earlier writer that was killed
+    are removed first (one writer per file is assumed)."""
+    for stale in path.parent.glob(f".{path.name}.*"):
+        stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     os.close(fd)
     try:

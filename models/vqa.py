@@ -69,12 +69,11 @@ class VQAModel(nn.Module):
         self.dropout = nn.Dropout(cfg.dropout)
         glimpses = cfg.glimpses if cfg.fusion == "attention" else 1
         if cfg.fusion == "attention":
-            self.attend = nn.Sequential(
-                nn.Conv1d(cfg.d_model + cfg.question_dim, cfg.attn_dim, 1),
-                nn.ReLU(),
-                nn.Dropout(cfg.dropout),
-                nn.Conv1d(cfg.attn_dim, glimpses, 1),
-            )
+            # SAAA's first 1x1 convolution over [image cell; tiled question], split in two:
+            # W [v; q] = W_v v + W_q q, so the question is projected once, not once per cell.
+            self.attend_image = nn.Linear(cfg.d_model, cfg.attn_dim)
+            self.attend_question = nn.Linear(cfg.question_dim, cfg.attn_dim, bias=False)
+            self.glimpse = nn.Linear(cfg.attn_dim, glimpses)
         self.classifier = nn.Sequential(
             nn.Linear(glimpses * cfg.d_model + cfg.question_dim, cfg.classifier_dim),
             nn.ReLU(),
@@ -95,9 +94,11 @@ class VQAModel(nn.Module):
         question = self.question(questions, lengths)  # (B, Q)
         maps = None
         if self.config.fusion == "attention":
-            tiled = question.unsqueeze(-1).expand(-1, -1, image.size(1))  # (B, Q, L)
-            joint = torch.cat([image.transpose(1, 2), tiled], dim=1)  # (B, d + Q, L)
-            maps = self.attend(self.dropout(joint)).softmax(dim=-1)  # (B, G, L)
+            joint = self.attend_image(self.dropout(image)) + self.attend_question(
+                self.dropout(question)
+            ).unsqueeze(1)  # (B, L, A)
+            logits = self.glimpse(self.dropout(torch.relu(joint)))  # (B, L, G)
+            maps = logits.transpose(1, 2).softmax(dim=-1)  # (B, G, L)
             pooled = torch.bmm(maps, image).flatten(1)  # (B, G*d)
         else:
             pooled = image.mean(dim=1)  # (B, d)

@@ -107,9 +107,10 @@ def beam_search(
     finished: list[list[Caption]] = [[] for _ in range(b)]
     best = torch.full((b,), float("-inf"), device=device)  # best finished normalised score
     active = torch.ones(b, dtype=torch.bool, device=device)
-    offsets = torch.arange(b, device=device).unsqueeze(1) * k  # (B, 1)
+    ids = list(range(b))  # the original image of each row still decoding
 
     for t in range(max_len):
+        offsets = torch.arange(b, device=device).unsqueeze(1) * k  # (B, 1)
         logits, state, alpha = model.step(tokens, prepared)  # (B*K, V), (B*K, L)
         vocab = logits.size(-1)
         candidates = scores.unsqueeze(-1) + logits.log_softmax(dim=-1).view(b, k, vocab)
@@ -123,7 +124,7 @@ def beam_search(
             caption = Caption(
                 history[i, src].tolist(), top_scores[i, j].item(), alpha_history[i, src]
             )
-            finished[i].append(caption)
+            finished[ids[i]].append(caption)
             best[i] = max(best[i].item(), _normalised(caption, length_penalty))
 
         # The best K candidates that do not end stay alive.
@@ -144,11 +145,19 @@ def beam_search(
         active &= ~(best >= bound)
         if not active.any():
             break
+        if not active.all():  # drop finished images: they would only cost compute
+            live = active.nonzero().flatten()  # (B',)
+            rows = (live.unsqueeze(1) * k + torch.arange(k, device=device)).flatten()  # (B'*K,)
+            ids = [ids[i] for i in live.tolist()]
+            b = len(ids)
+            scores, best, active = scores[live], best[live], active[live]
+            history, alpha_history, tokens = history[live], alpha_history[live], tokens[rows]
+            prepared = prepared.index(rows)
 
     for i in active.nonzero().flatten().tolist():  # out of room: live beams end here, cut
         for j in range(k):
             if scores[i, j].isfinite():
-                finished[i].append(
+                finished[ids[i]].append(
                     Caption(history[i, j].tolist(), scores[i, j].item(), alpha_history[i, j])
                 )
     return [max(hyps, key=lambda c: _normalised(c, length_penalty)) for hyps in finished]

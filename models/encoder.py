@@ -202,6 +202,9 @@ def to_channels_last(x: torch.Tensor) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last)
 
 
+CPU_CHUNK = 4  # images per forward pass in CPU inference
+
+
 class EfficientNetLite0Encoder(Encoder):
     """TF EfficientNet-Lite0; the grid is the output of the blocks listed in `layers`."""
 
@@ -224,6 +227,13 @@ class EfficientNetLite0Encoder(Encoder):
         self.classifier = nn.Linear(LITE0_HEAD, 1000)
 
     def feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        # On CPU, inference in chunks of a few images keeps the activations in cache:
+        # benchmarks.encoder measured 13 img/s in chunks of 1-4 against 9 at batch 16.
+        if x.device.type == "cpu" and not torch.is_grad_enabled() and len(x) > CPU_CHUNK:
+            return torch.cat([self._feature_map(c) for c in x.split(CPU_CHUNK)])
+        return self._feature_map(x)
+
+    def _feature_map(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(to_channels_last(x))  # (B, 32, H/2, W/2)
         maps = []
         for i, block in enumerate(self.blocks[: self.layers[-1] + 1]):  # stop at the deepest

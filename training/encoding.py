@@ -42,14 +42,15 @@ def attach_images(
     """The module to train, and per split the data sets' image side (their keyword args):
     the head over cached grids, or encoder + head over images when fine-tuning.
 
-    `splits` maps a split name to its images by id."""
+    `splits` maps a split name to its records (anything with `image_id` and `path`)."""
     if cfg.fine_tune:
         source = {"transform": lambda image: image_to_tensor(image, cfg.image_size)}
         return EncodedHead(encoder, head), {split: source for split in splits}
-    caches = {
-        split: feature_cache(encoder, cfg, root, split, images) for split, images in splits.items()
-    }
-    return head, {split: {"features": cache} for split, cache in caches.items()}
+    sources = {}
+    for split, records in splits.items():
+        images = {r.image_id: r.path for r in records}
+        sources[split] = {"features": feature_cache(encoder, cfg, root, split, images)}
+    return head, sources
 
 
 def head_of(model: nn.Module) -> nn.Module:

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from api.commands.predict import fail
+from api.commands.predict import fail, load_engine
 from service.settings import Settings
 
 app = typer.Typer(help="Score captions or answers on a data split.", no_args_is_help=True)
@@ -74,16 +74,6 @@ def _print(report: dict, as_json: bool) -> None:
         typer.echo(f"{key:>20}: {json.dumps(value) if isinstance(value, dict) else value}")
 
 
-def _engine(caption_dir: Path | None, vqa_dir: Path | None):
-    from models.checkpoint import CheckpointError
-    from service.engine import Engine
-
-    try:
-        return Engine.from_dirs(caption_dir, vqa_dir, Settings().torch_threads)
-    except CheckpointError as exc:
-        raise fail(f"cannot load model: {exc}") from exc
-
-
 @app.command()
 def captions(
     data: DataOption,
@@ -108,7 +98,7 @@ def captions(
         except ValueError as exc:
             raise fail(str(exc)) from exc
     else:
-        engine = _engine(model or Settings().caption_model, None)
+        engine = load_engine(model or Settings().caption_model, None)
         generated, attention = caption_split(engine, records, beam_size, batch_size)
         if results_out is not None:
             rows = [{"image_id": i, "caption": c} for i, c in generated.items()]
@@ -139,7 +129,7 @@ def vqa(
         except ValueError as exc:
             raise fail(str(exc)) from exc
     else:
-        engine = _engine(None, model or Settings().vqa_model)
+        engine = load_engine(None, model or Settings().vqa_model)
         answers, attention = answer_split(engine, records, batch_size)
         if results_out is not None:
             rows = [{"question_id": q, "answer": a} for q, a in answers.items()]

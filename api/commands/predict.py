@@ -34,7 +34,8 @@ def _load_images(paths: list[Path]) -> list:
     return images
 
 
-def _load_engine(caption_dir: Path | None, vqa_dir: Path | None):
+def load_engine(caption_dir: Path | None, vqa_dir: Path | None):
+    """The engine for these model directories, or a one-line error and exit code 2."""
     from models.checkpoint import CheckpointError
     from service.engine import Engine
 
@@ -56,7 +57,7 @@ def caption(
     from service.engine import as_lists
 
     decoded = _load_images(images)
-    engine = _load_engine(model or Settings().caption_model, None)
+    engine = load_engine(model or Settings().caption_model, None)
     grid = list(engine.grids["captioner"])
     for start in range(0, len(decoded), batch_size):
         batch = decoded[start : start + batch_size]
@@ -86,7 +87,7 @@ def ask(
     from service.engine import as_lists
 
     decoded = _load_images([image])
-    engine = _load_engine(None, model or Settings().vqa_model)
+    engine = load_engine(None, model or Settings().vqa_model)
     result = engine.answer(decoded, [[question]], top_k=top_k)[0][0]
     if not as_json:
         typer.echo(result.answer)

@@ -18,6 +18,7 @@ from pycocotools.coco import COCO
 from typer.testing import CliRunner
 
 from api.commands.data import app
+from models.text import words
 from training.data.shapes import generate
 from training.data.shapes_grammar import Phrase, RelationClaim, parse_caption
 from training.data.shapes_scene import BASE_COLORS, WorldObject, relation
@@ -159,6 +160,7 @@ def test_every_caption_is_true_of_its_image(world: Path) -> None:
                 assert not caption.endswith(".")
                 parsed = parse_caption(caption)
                 assert parsed.parseable, caption
+                assert parse_caption(" ".join(words(caption))) == parsed, caption
                 named = [_named(p, image_objects) for p in parsed.phrases]
                 assert len({o["id"] for o in named}) == len(named), caption
                 if parsed.count is not None:
@@ -344,6 +346,8 @@ def test_grammar_reads_the_spec_examples() -> None:
     assert (parsed.phrases, parsed.count, parsed.relations) == ((red_circle, blue_square), 2, ())
     parsed = parse_caption("three shapes: a red circle, a blue square and a green star")
     assert parsed.count == 3 and parsed.phrases[2] == Phrase(None, "green", "star")
+    parsed = parse_caption("there are three shapes a red circle a blue square and a green star")
+    assert parsed.count == 3 and parsed.phrases[1] == blue_square
     parsed = parse_caption("a red circle left of a blue square and a green star")
     assert parsed.relations == (RelationClaim(red_circle, "left of", blue_square),)
     assert len(parsed.phrases) == 3

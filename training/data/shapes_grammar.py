@@ -1,14 +1,15 @@
 """Parse a shapes-world caption back into the claims it makes.
 
 The grammar accepts every caption the generator's templates write (docs/shapes-world.md),
-with "a"/"an" and a final period tolerated, so that a model's output can be checked claim
-by claim. Anything outside it is reported as unparseable: for a model that is a wrong
-caption, not an error.
+with "a"/"an" and a final period tolerated, and also their word-split form without ":" and
+"," (what a word-level captioner emits, since the tokenizer drops punctuation as COCO's
+convention does), so that a model's output can be checked claim by claim. Anything outside
+it is reported as unparseable: for a model that is a wrong caption, not an error.
 
     caption  := [prefix] body [" on a plain background"]
     prefix   := "there is" | "a picture of" | "an image of"
-              | ["there are"] COUNT "shapes:"            (then body is a plain list)
-    body     := phrase [relation phrase] {("," | "and") phrase}
+              | ["there are"] COUNT "shapes" [":"]       (then body is a plain list)
+    body     := phrase [relation phrase] {["," | "and"] phrase}
     phrase   := ("a" | "an" | "one" | "a single") [size] colour shape
     relation := ["is"] ("left of" | "right of" | "to the left of" | "to the right of"
                         | "above" | "below")
@@ -33,6 +34,7 @@ _RELATION_SPELLINGS = {
 }
 _PREFIXES = (("there", "is"), ("a", "picture", "of"), ("an", "image", "of"))
 _SUFFIX = ("on", "a", "plain", "background")
+_DETERMINERS = ("a", "an", "one")  # a phrase starts with one of them (or "a single")
 _TOKEN = re.compile(r"[a-z]+|[,:]")
 
 
@@ -104,7 +106,7 @@ class _Parser:
         if relation is not None:
             phrases.append(self._phrase()[0])
             relations.append(RelationClaim(first, relation, phrases[-1]))
-        while self._accept(",") or self._accept("and"):
+        while self._accept(",") or self._accept("and") or self._peek() in _DETERMINERS:
             phrases.append(self._phrase()[0])
         self._accept(*_SUFFIX)
         if self.at != len(self.tokens):
@@ -116,11 +118,12 @@ class _Parser:
         return ParsedCaption(True, tuple(phrases), count, tuple(relations))
 
     def _count_prefix(self) -> int | None:
-        """ "[there are] COUNT shapes:" -> COUNT, or None (and nothing consumed)."""
+        """ "[there are] COUNT shapes[:]" -> COUNT, or None (and nothing consumed)."""
         start = self.at
         self._accept("there", "are")
         word = self._peek()
-        if word in COUNT_WORDS and self._accept(word, "shapes", ":"):
+        if word in COUNT_WORDS and self._accept(word, "shapes"):
+            self._accept(":")
             return COUNT_WORDS[word]
         self.at = start
         return None
@@ -129,7 +132,7 @@ class _Parser:
         """The phrase and its determiner ("one" and "a single" also claim a count of 1)."""
         if self._accept("a", "single"):
             determiner = "a single"
-        elif self._peek() in ("a", "an", "one"):
+        elif self._peek() in _DETERMINERS:
             determiner = self.tokens[self.at]
             self.at += 1
         else:

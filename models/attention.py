@@ -2,7 +2,9 @@
 
 e_ti = w^T tanh(W_a a_i + W_h h_{t-1});  alpha_t = softmax_i(e_t);  z_t = sum_i alpha_ti a_i.
 W_a a_i does not depend on t, so it is computed once per image (`project`) and reused at every
-decoding step, which is most of the attention's cost.
+decoding step. Several decoder states may look at one image (the K beams of a beam search):
+they share its annotations, which are broadcast rather than copied, so each step reads them
+once per image and the context is one (K x L) @ (L x D) product per image.
 """
 
 import torch
@@ -21,8 +23,11 @@ class SoftAttention(nn.Module):
         return self.feat_proj(features)
 
     def forward(self, projected: Tensor, features: Tensor, hidden: Tensor) -> tuple[Tensor, Tensor]:
-        """Context vector (B, D) and attention weights (B, L) for the decoder state `hidden`."""
-        energy = torch.tanh(projected + self.hidden_proj(hidden).unsqueeze(1))  # (B, L, A)
-        alpha = self.score(energy).squeeze(-1).softmax(dim=-1)  # (B, L)
-        context = torch.bmm(alpha.unsqueeze(1), features).squeeze(1)  # (B, D)
-        return context, alpha
+        """Context (B*K, D) and weights (B*K, L) for B images and B*K states `hidden`, K per
+        image in order (rows b*K .. b*K+K-1 look at image b)."""
+        b, cells, _ = projected.shape
+        k = hidden.size(0) // b
+        energy = projected.unsqueeze(1) + self.hidden_proj(hidden).view(b, k, 1, -1)
+        alpha = self.score(energy.tanh_()).view(b, k, cells).softmax(dim=-1)  # (B, K, L)
+        context = torch.bmm(alpha, features)  # (B, K, D)
+        return context.flatten(0, 1), alpha.flatten(0, 1)

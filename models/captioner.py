@@ -37,16 +37,29 @@ class CaptionerConfig:
 
 @dataclass
 class Prepared:
-    """Per-image work done once before decoding: annotations, W_a a_i, initial state."""
+    """Per-image work done once before decoding: annotations, W_a a_i, initial state.
+
+    `state` has K rows per image (K = 1 unless beams were added), rows b*K .. b*K+K-1 for
+    image b; the beams of an image share its annotations.
+    """
 
     features: Tensor  # (B, L, d_model)
     projected: Tensor  # (B, L, attn_dim)
-    state: State  # (B, H) each
+    state: State  # (B*K, H) each
 
-    def index(self, idx: Tensor) -> "Prepared":
-        """Select or repeat rows, e.g. to grow B images into B x K beams."""
+    def beams(self, k: int) -> "Prepared":
+        """K decoder states per image, each starting from the image's initial state."""
         h, c = self.state
-        return Prepared(self.features[idx], self.projected[idx], (h[idx], c[idx]))
+        return Prepared(
+            self.features, self.projected, (h.repeat_interleave(k, 0), c.repeat_interleave(k, 0))
+        )
+
+    def images(self, idx: Tensor) -> "Prepared":
+        """Keep the images `idx` (B',) and their states, in that order."""
+        k = self.state[0].size(0) // self.features.size(0)
+        rows = (idx.unsqueeze(1) * k + torch.arange(k, device=idx.device)).flatten()
+        h, c = self.state
+        return Prepared(self.features[idx], self.projected[idx], (h[rows], c[rows]))
 
 
 class Captioner(nn.Module):
@@ -73,9 +86,9 @@ class Captioner(nn.Module):
         return Prepared(annotations, self.attention.project(annotations), state)
 
     def step(self, tokens: Tensor, prepared: Prepared) -> tuple[Tensor, State, Tensor]:
-        """One decoding step: previous words (B,) -> logits (B, V), new state, alpha (B, L)."""
+        """One step: previous words (B*K,) -> logits (B*K, V), new state, alpha (B*K, L)."""
         h, c = prepared.state
-        context, alpha = self.attention(prepared.projected, prepared.features, h)  # (B, d), (B, L)
+        context, alpha = self.attention(prepared.projected, prepared.features, h)  # (B*K, d|L)
         gated = torch.sigmoid(self.f_beta(h)) * context  # (B, d)
         emb = self.embed(tokens)  # (B, E)
         h, c = self.lstm(torch.cat([emb, gated], dim=1), (h, c))  # (B, H)

@@ -98,7 +98,7 @@ def beam_search(
     """
     b, k = features.size(0), beam_size
     device = features.device
-    prepared = model.prepare(features).index(torch.arange(b, device=device).repeat_interleave(k))
+    prepared = model.prepare(features).beams(k)
     scores = torch.full((b, k), float("-inf"), device=device)
     scores[:, 0] = 0.0  # all K beams start identical: expand only the first
     tokens = torch.full((b * k,), BOS_ID, dtype=torch.long, device=device)
@@ -147,12 +147,12 @@ def beam_search(
             break
         if not active.all():  # drop finished images: they would only cost compute
             live = active.nonzero().flatten()  # (B',)
-            rows = (live.unsqueeze(1) * k + torch.arange(k, device=device)).flatten()  # (B'*K,)
             ids = [ids[i] for i in live.tolist()]
             b = len(ids)
             scores, best, active = scores[live], best[live], active[live]
-            history, alpha_history, tokens = history[live], alpha_history[live], tokens[rows]
-            prepared = prepared.index(rows)
+            history, alpha_history = history[live], alpha_history[live]
+            tokens = tokens.view(-1, k)[live].flatten()
+            prepared = prepared.images(live)
 
     for i in active.nonzero().flatten().tolist():  # out of room: live beams end here, cut
         for j in range(k):

@@ -82,6 +82,8 @@ def test_correctness_is_broken_down_by_number_of_objects() -> None:
         {1: "a red circle and a blue square", 2: "a blue star", 3: "a fish"}, INSTANCES
     )
     assert (result["correct"], result["total"], result["unparseable"]) == (1, 3, 1)
+    assert list(result["unparseable_reasons"].values()) == [1]
+    assert "fish" in next(iter(result["unparseable_reasons"]))
     assert result["accuracy"] == pytest.approx(1 / 3)
     assert result["by_num_objects"] == {
         1: {"accuracy": 0.0, "correct": 0, "total": 1},

@@ -53,21 +53,24 @@ def caption_is_true(parsed: ParsedCaption, objects: Sequence[WorldObject]) -> bo
 def caption_correctness(captions: Mapping[int, str], instances: Instances) -> dict[str, Any]:
     """Fraction of correct captions, overall and by the image's number of objects.
 
-    Returns {"accuracy", "correct", "total", "unparseable", "by_num_objects": {n: {...}}}.
+    Returns {"accuracy", "correct", "total", "unparseable", "unparseable_reasons" (the five
+    most common, with counts: where a model leaves the grammar), "by_num_objects": {n: {...}}}.
     """
     objects = objects_from_coco(instances)
     correct: Counter[int] = Counter()
     total: Counter[int] = Counter()
-    unparseable = 0
+    reasons: Counter[str] = Counter()
     for image_id, caption in captions.items():
         image_objects = _lookup(objects, image_id, "image")
         parsed = parse_caption(caption)
-        unparseable += not parsed.parseable
+        if not parsed.parseable:
+            reasons[parsed.reason] += 1
         total[len(image_objects)] += 1
         correct[len(image_objects)] += caption_is_true(parsed, image_objects)
     return {
         **_rate(sum(correct.values()), sum(total.values())),
-        "unparseable": unparseable,
+        "unparseable": sum(reasons.values()),
+        "unparseable_reasons": dict(reasons.most_common(5)),
         "by_num_objects": {n: _rate(correct[n], total[n]) for n in sorted(total)},
     }
 

@@ -7,12 +7,14 @@
   attended image vectors plus the question vector are classified.
 
 Answers are classes (the N most frequent training answers), trained against soft VQA scores.
+Unlike SAAA the image cells are not L2-normalised: at d = 256 that left each image dimension
+~16x smaller than the question's, and the classifier learned the question priors first
+(shapes world, val accuracy after one epoch: 53.8% with it, 70.3% without; docs/training.md).
 """
 
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
@@ -90,7 +92,7 @@ class VQAModel(nn.Module):
     ) -> tuple[Tensor, Tensor | None, Tensor | None]:
         """Grid (B, L, feat_dim), questions (B, T) -> answer logits (B, N), glimpse maps
         (B, G, L) or None for `concat`, and the soft-score loss when `targets` (B, N) given."""
-        image = F.normalize(self.adapter(features), dim=-1)  # (B, L, d)
+        image = self.adapter(features)  # (B, L, d)
         question = self.question(questions, lengths)  # (B, Q)
         maps = None
         if self.config.fusion == "attention":

@@ -64,7 +64,11 @@ class VQATask:
 
     def evaluate(self, model: nn.Module, device: torch.device) -> dict[str, float]:
         scores = score_vqa(self.predict(device), self.val)
-        return {"score": scores["overall"], "accuracy": scores["overall"]}
+        by_type = {
+            f"accuracy/{kind.replace(' ', '_')}": value
+            for kind, value in scores["per_question_type"].items()
+        }
+        return {"score": scores["overall"], "accuracy": scores["overall"], **by_type}
 
     def export(self, model: nn.Module, path: Path) -> None:
         export_model(self.cfg, self.model, "vqa", self.tokenizer, path, self.answers.to_json())

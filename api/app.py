@@ -18,7 +18,7 @@ from PIL import Image
 
 from api.deps import AppState, require_api_key
 from api.errors import install_error_handlers
-from api.middleware import BodyLimit, RequestMetrics
+from api.middleware import BodyLimit, RequestMetrics, StrictFormText
 from api.routes import captions, health, models, vqa, web
 from api.schemas import ModelCard
 from service.batcher import AnswerJob, CaptionJob, MicroBatcher, run_jobs
@@ -113,6 +113,7 @@ def create_app(settings: Settings | None = None, loader: EngineLoader = load_eng
     )
     app.state.glimpse = state
     install_error_handlers(app)
+    app.add_middleware(StrictFormText)  # inside BodyLimit: sees only bodies within the limit
     app.add_middleware(
         BodyLimit,
         max_body_bytes=settings.max_body_bytes,

@@ -6,10 +6,11 @@ reads as "parse, call the service, shape the response".
 
 import asyncio
 import hmac
+import time
 import unicodedata
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, File, Form, Request, UploadFile
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -18,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.errors import ClientDisconnected
 from api.schemas import ModelCard
-from service.batcher import EngineJob, EngineResult, MicroBatcher
+from service.batcher import Completed, EngineJob, EngineResult, MicroBatcher
 from service.engine import Engine
 from service.errors import InvalidField, NotReady, Unauthorized
 from service.images import decode_image, read_limited
@@ -211,6 +212,24 @@ async def decode_upload(upload: UploadFile, settings: Settings) -> Image.Image:
     data = await read_limited(upload, settings.max_image_bytes)
     formats = frozenset(settings.image_formats)
     return await run_in_threadpool(decode_image, data, settings.max_image_pixels, formats)
+
+
+async def decode_and_run(
+    request: Request,
+    ready: Ready,
+    settings: Settings,
+    upload: UploadFile,
+    make_job: Callable[[Image.Image], EngineJob],
+) -> tuple[Image.Image, Completed[Any], float]:
+    """Decode the upload, queue the job made from it and wait for the batcher's answer.
+
+    Returns the decoded image, the completed job and the seconds spent decoding.
+    """
+    started = time.perf_counter()
+    decoded = await decode_upload(upload, settings)
+    decode_seconds = time.perf_counter() - started
+    done = await unless_disconnected(request, ready.batcher.submit(make_job(decoded)))
+    return decoded, done, decode_seconds
 
 
 async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:

@@ -13,8 +13,7 @@ from api.deps import (
     Ready,
     ReadyDep,
     SettingsDep,
-    decode_upload,
-    unless_disconnected,
+    decode_and_run,
 )
 from api.schemas import CaptionResponse, Timing, Token, error_responses
 from service.batcher import CaptionJob, Completed
@@ -33,12 +32,13 @@ async def _caption(
     """The decoded image, its caption, and the seconds spent decoding it."""
     if ready.engine.captioner is None:
         raise NotReady("no captioning model is loaded")
-    started = time.perf_counter()
-    decoded = await decode_upload(image, settings)
-    decode_seconds = time.perf_counter() - started
-    job = CaptionJob(decoded, options.beam_size, options.max_length)
-    done = await unless_disconnected(request, ready.batcher.submit(job))
-    return decoded, done, decode_seconds
+    return await decode_and_run(
+        request,
+        ready,
+        settings,
+        image,
+        lambda decoded: CaptionJob(decoded, options.beam_size, options.max_length),
+    )
 
 
 @router.post("/captions", responses=ERRORS)

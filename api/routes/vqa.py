@@ -9,8 +9,7 @@ from api.deps import (
     ReadyDep,
     SettingsDep,
     VQAOptionsDep,
-    decode_upload,
-    unless_disconnected,
+    decode_and_run,
 )
 from api.schemas import Answer, ScoredAnswer, Timing, VQAResponse, error_responses
 from service.batcher import AnswerJob
@@ -32,10 +31,13 @@ async def answer_questions(
     if ready.engine.vqa is None:
         raise NotReady("no VQA model is loaded")
     started = time.perf_counter()
-    decoded = await decode_upload(image, settings)
-    decode_seconds = time.perf_counter() - started
-    job = AnswerJob(decoded, options.questions, options.top_k)
-    done = await unless_disconnected(request, ready.batcher.submit(job))
+    _, done, decode_seconds = await decode_and_run(
+        request,
+        ready,
+        settings,
+        image,
+        lambda decoded: AnswerJob(decoded, options.questions, options.top_k),
+    )
     answers = [
         Answer(
             question=a.question,

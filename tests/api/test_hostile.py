@@ -20,6 +20,7 @@ import pytest
 from PIL import Image
 
 from api.app import create_app
+from api.middleware import TextPartChecker
 
 
 def assert_rejected(response: httpx.Response, status: int, code: str) -> dict:
@@ -187,11 +188,9 @@ def test_mangled_questions_are_422(small_limits, form, words) -> None:
     assert words in error["message"].lower()
 
 
-def test_a_question_in_invalid_utf8_is_kept_byte_for_byte(small_limits) -> None:
-    """Starlette decodes a field that is not UTF-8 as Latin-1: no crash, no byte lost."""
-    boundary = "glimpse"
-    question = b"what \xff\xfe is this?"
-    body = (
+def multipart_body(boundary: str, question: bytes) -> bytes:
+    """A question field with these exact bytes, then an image, as a browser would send."""
+    return (
         f'--{boundary}\r\nContent-Disposition: form-data; name="question"\r\n\r\n'.encode()
         + question
         + f'\r\n--{boundary}\r\nContent-Disposition: form-data; name="image"; '
@@ -199,10 +198,34 @@ def test_a_question_in_invalid_utf8_is_kept_byte_for_byte(small_limits) -> None:
         + encode(noisy((16, 16)), "PNG")
         + f"\r\n--{boundary}--\r\n".encode()
     )
-    headers = {"content-type": f"multipart/form-data; boundary={boundary}"}
+
+
+@pytest.mark.parametrize("question", [b"what \xff\xfe is this?", b"what color is the \xc3(?"])
+def test_a_question_in_invalid_utf8_is_rejected(small_limits, question: bytes) -> None:
+    headers = {"content-type": "multipart/form-data; boundary=glimpse"}
+    body = multipart_body("glimpse", question)
+    response = small_limits.post("/v1/vqa", content=body, headers=headers)
+    error = assert_rejected(response, 422, "invalid_field")
+    assert error["field"] == "question" and "UTF-8" in error["message"]
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 1 << 20])
+def test_text_parts_are_checked_however_the_body_is_split(chunk: int) -> None:
+    for question, bad_field in ((b"what \xc3(?", "question"), ("caf\u00e9?".encode(), None)):
+        body = multipart_body("glimpse", question)
+        checker = TextPartChecker(b"glimpse")
+        for start in range(0, len(body), chunk):
+            checker.write(body[start : start + chunk])
+        assert checker.bad_field == bad_field
+
+
+def test_a_question_in_utf8_beyond_ascii_is_read_as_sent(small_limits) -> None:
+    question = "what colour is the café's circle?"
+    headers = {"content-type": "multipart/form-data; boundary=glimpse"}
+    body = multipart_body("glimpse", question.encode())
     response = small_limits.post("/v1/vqa", content=body, headers=headers)
     assert response.status_code == 200, response.text
-    assert response.json()["answers"][0]["question"].encode("latin-1") == question
+    assert response.json()["answers"][0]["question"] == question
 
 
 @pytest.mark.parametrize(

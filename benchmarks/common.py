@@ -17,6 +17,8 @@ from pathlib import Path
 
 import torch
 
+from service.settings import Settings
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -101,10 +103,9 @@ def shapes_images(count: int, seed: int = 7) -> list:
     return images
 
 
-def default_captioner() -> Path | None:
-    """The trained shapes captioner when this machine has one (realistic caption lengths)."""
-    path = Path("/tmp/cap1/model")
-    return path if (path / "config.json").is_file() else None
+def default_captioner() -> Path:
+    """The bundled captioner: trained, so its captions have realistic lengths."""
+    return Settings().caption_model
 
 
 def reset_peak_rss() -> None:

@@ -30,8 +30,6 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", type=Path, default=RESULTS, help="where results are written")
     args = parser.parse_args(argv)
-    if args.model is None:
-        parser.error("--model is required (no trained captioner found at /tmp/cap1/model)")
 
     torch.manual_seed(0)
     engine = Engine.from_dirs(args.model, None)

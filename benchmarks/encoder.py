@@ -1,5 +1,6 @@
-"""Encoder speed: the EfficientNet-Lite0 grid at batch 1 and 16, fp32 and channels-last (and
-bf16 autocast), against the roofline bound FLOPs / measured matmul peak of this machine.
+"""Encoder speed: the EfficientNet-Lite0 grid at batch 1 and 16 against the roofline bound
+FLOPs / measured matmul peak of this machine. Variants: eager fp32, BatchNorm folded into the
+convolutions (what the service runs), bf16 autocast.
 
     python -m benchmarks.encoder [--batches 1 16] [--image-size 256]
 
@@ -7,6 +8,8 @@ Writes benchmarks/results/encoder.json.
 """
 
 import argparse
+import copy
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -14,6 +17,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from benchmarks.common import RESULTS, table, timed, write_result
 from models.encoder import create_encoder
+
+SERVED = "bn_folded"  # the variant the engine runs, which the goal is judged on
 
 
 def matmul_peak(n: int, repeats: int) -> float:
@@ -41,7 +46,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
 
     options = {"layers": args.layers} if args.encoder == "efficientnet_lite0" else {}
-    encoder = create_encoder(args.encoder, pretrained=False, **options).eval()
+    encoder = create_encoder(args.encoder, pretrained=False, **options).freeze()
+    folded = copy.deepcopy(encoder).fold_batchnorm()
     peak = matmul_peak(args.matmul_n, args.repeats)
     rows = []
     for b in args.batches:
@@ -50,20 +56,16 @@ def main(argv: list[str] | None = None) -> dict:
         bound = flops / peak
         with torch.inference_mode():
             reference = encoder(images)[0]  # (B, L, D)
-        variants = {
-            "fp32": (encoder, images, False),
-            "channels_last": (
-                encoder.to(memory_format=torch.channels_last),
-                images.contiguous(memory_format=torch.channels_last),
-                False,
-            ),
-            "bf16_autocast": (encoder, images, True),
+        variants: dict[str, tuple[Callable, bool]] = {
+            "fp32": (lambda x: encoder(x)[0], False),
+            SERVED: (lambda x: folded(x)[0], False),
+            "bf16_autocast": (lambda x: encoder(x)[0], True),
         }
-        for name, (net, x, bf16) in variants.items():
+        for name, (net, bf16) in variants.items():
 
-            def run(net=net, x=x, bf16=bf16) -> torch.Tensor:
-                with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=bf16):
-                    return net(x)[0]
+            def run(net=net, x=images, bf16=bf16) -> torch.Tensor:
+                with torch.no_grad(), torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+                    return net(x)
 
             timing = timed(run, args.repeats)
             error = (run().float() - reference).abs().max().item()
@@ -80,7 +82,6 @@ def main(argv: list[str] | None = None) -> dict:
                     "timing": timing,
                 }
             )
-        encoder = encoder.to(memory_format=torch.contiguous_format)
     print(f"matmul peak {peak / 1e9:.1f} GFLOP/s")
     print(
         table(
@@ -97,7 +98,7 @@ def main(argv: list[str] | None = None) -> dict:
             ],
         )
     )
-    best = min(rows, key=lambda r: r["x_roofline"])
+    best = min((r for r in rows if r["variant"] == SERVED), key=lambda r: r["x_roofline"])
     result = {
         "encoder": args.encoder,
         "layers": args.layers,
@@ -105,7 +106,7 @@ def main(argv: list[str] | None = None) -> dict:
         "matmul_peak_gflops": peak / 1e9,
         "rows": rows,
         "goal": {
-            "figure": "best time / roofline bound",
+            "figure": f"best time of the served variant ({SERVED}) / roofline bound",
             "target": 4.0,
             "value": best["x_roofline"],
             "met": best["x_roofline"] <= 4.0,

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 import torchvision
 from safetensors.torch import load_file
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 EncoderFactory = Callable[..., "Encoder"]
 _REGISTRY: dict[str, EncoderFactory] = {}
@@ -111,6 +112,15 @@ class Encoder(nn.Module):
     def train(self, mode: bool = True) -> Self:
         return super().train(mode and not self.frozen)
 
+    def fold_batchnorm(self) -> Self:
+        """Freeze, then fold each BatchNorm into the convolution before it: for inference,
+        one pass over the activations less per layer (+18% images/s for EfficientNet-Lite0
+        on CPU, benchmarks.encoder). Layers other than `ConvBNAct` are left as they are."""
+        for module in self.modules():
+            if isinstance(module, ConvBNAct):
+                module.fold_batchnorm()
+        return self.freeze()
+
 
 # ---------------------------------------------------------------- EfficientNet-Lite0
 
@@ -157,8 +167,13 @@ class ConvBNAct(nn.Module):
         # Stride 1 with an odd kernel: symmetric k // 2 equals TF "same".
         padding = kernel // 2 if stride == 1 else 0
         self.conv = nn.Conv2d(cin, cout, kernel, stride, padding, groups=groups, bias=False)
-        self.bn = nn.BatchNorm2d(cout, eps=TF_BN_EPS, momentum=TF_BN_MOMENTUM)
+        self.bn: nn.Module = nn.BatchNorm2d(cout, eps=TF_BN_EPS, momentum=TF_BN_MOMENTUM)
         self.act = nn.ReLU6(inplace=True) if act else nn.Identity()
+
+    def fold_batchnorm(self) -> None:
+        if isinstance(self.bn, nn.BatchNorm2d):
+            self.conv = fuse_conv_bn_eval(self.conv.eval(), self.bn.eval())
+            self.bn = nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.stride > 1:

@@ -74,7 +74,7 @@ class Engine:
                 continue
             key = _encoder_key(checkpoint.encoder, checkpoint)
             if key not in self._encoders:
-                encoder = checkpoint.build_encoder().eval().requires_grad_(False)
+                encoder = checkpoint.build_encoder().fold_batchnorm()
                 self._encoders[key] = (encoder, checkpoint.encoder.image_size)
             self._keys[kind] = key
 

@@ -21,7 +21,7 @@ def encoder_spec(cfg: TrainConfig) -> EncoderSpec:
 
 def build_encoder(cfg: TrainConfig) -> Encoder:
     encoder = create_encoder(cfg.encoder, pretrained=True, **cfg.encoder_options)
-    return encoder if cfg.fine_tune else encoder.freeze()
+    return encoder if cfg.fine_tune else encoder.fold_batchnorm()
 
 
 def feature_cache(

@@ -90,6 +90,18 @@ def test_frozen_encoder_stays_in_eval_mode(lite0):
     assert not any(p.requires_grad for p in lite0.parameters())
 
 
+def test_folding_batchnorm_keeps_the_grid_and_removes_every_batchnorm():
+    eager = create_encoder("efficientnet_lite0", layers=(4, 10)).freeze()
+    folded = create_encoder("efficientnet_lite0", layers=(4, 10)).fold_batchnorm()
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    assert not folded.training and not any(p.requires_grad for p in folded.parameters())
+    photo = image_to_tensor(Image.fromarray(data.coffee()), 256).unsqueeze(0)
+    with torch.inference_mode():
+        grid, folded_grid = eager(photo)[0], folded(photo)[0]
+    assert grid.abs().max() > 1.0  # a real activation scale, so the bound below means something
+    torch.testing.assert_close(folded_grid, grid, atol=1e-3, rtol=1e-3)
+
+
 def test_bad_arguments_raise_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="unknown encoder"):
         create_encoder("vgg_nonexistent")

@@ -10,6 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
+from api.app import create_app
+from service.settings import Settings
+
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--headless",
@@ -21,7 +24,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-# The README picture: GLIMPSE_SCREENSHOT=benchmarks/results/web.png, with the bundled models
+# The README picture: GLIMPSE_SCREENSHOT=benchmarks/results/web.png serves the bundled models
 SCREENSHOT = os.environ.get("GLIMPSE_SCREENSHOT")
 
 
@@ -54,9 +57,18 @@ def browser():
         browser.close()
 
 
+@pytest.fixture(scope="module")
+def page_server(request, serve_app):
+    """The shared server of tiny models, or the bundled models for the README picture."""
+    if SCREENSHOT:
+        return serve_app(create_app(Settings()))
+    return request.getfixturevalue("server")
+
+
 def test_hovering_a_word_draws_its_attention_and_a_question_gets_answered(
-    browser, server, tmp_path
+    browser, page_server, tmp_path
 ) -> None:
+    server = page_server
     picture = tmp_path / "shapes.png"
     shapes_picture(picture)
     page = browser.new_page(viewport={"width": 1100, "height": 760})
@@ -86,7 +98,7 @@ def test_hovering_a_word_draws_its_attention_and_a_question_gets_answered(
     page.click("#ask-button")
     page.locator("#answer .answer").wait_for()
     assert page.locator("#answer .topk li").count() == 5
-    assert page.locator("#answer .glimpse").count() == 2  # the tiny VQA model has 2 glimpses
+    assert page.locator("#answer .glimpse").count() == 2  # both VQA models have 2 glimpses
     assert not np.array_equal(canvas_pixels(page), plain)  # the first glimpse is shown
     words.first.hover()
     if SCREENSHOT:

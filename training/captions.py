@@ -4,19 +4,22 @@ import json
 from pathlib import Path
 
 import torch
+from PIL import Image
 from torch import Tensor, nn
 
 from models.captioner import Captioner, CaptionerConfig, attention_penalty
-from models.decoding import beam_search, greedy
+from models.decoding import Caption, beam_search, greedy
 from models.text import PAD_ID, decode
+from service.overlays import contact_sheet
 from training.config import TrainConfig
 from training.data.coco import (
     CaptionDataset,
+    CaptionRecord,
     build_vocabulary,
     load_caption_split,
 )
 from training.encoding import EncodedHead, attach_images, build_encoder, export_model, head_of
-from training.loop import bucketed_batches
+from training.loop import PICTURES, bucketed_batches
 from training.metrics.captions import score_captions
 from training.metrics.shapes import caption_correctness
 
@@ -57,11 +60,10 @@ class CaptionTask:
             loss = loss + self.cfg.alpha_c * attention_penalty(alphas, captions[:, 1:] != PAD_ID)
         return loss
 
-    @torch.inference_mode()
-    def generate(self, device: torch.device) -> dict[int, str]:
-        """Captions of the validation images, in batches."""
+    def _decode(self, records: list[CaptionRecord], device: torch.device) -> dict[int, Caption]:
+        """The model's caption of each image of `records`, by image id, in batches."""
         self.model.eval()
-        val = CaptionDataset(self.val, self.tokenizer, **self.val_source)
+        val = CaptionDataset(records, self.tokenizer, **self.val_source)
         firsts = [i for i, (_, c) in enumerate(val.pairs) if c == 0]  # one example per image
         results = {}
         for start in range(0, len(firsts), 64):
@@ -75,8 +77,29 @@ class CaptionTask:
             else:
                 out = greedy(self.head, grid, self.cfg.max_caption_len)
             for (_, _, image_id), caption in zip(chunk, out, strict=True):
-                results[image_id] = " ".join(decode(self.tokenizer, caption.tokens))
+                results[image_id] = caption
         return results
+
+    @torch.inference_mode()
+    def generate(self, device: torch.device) -> dict[int, str]:
+        """Captions of the validation images."""
+        captions = self._decode(self.val, device)
+        return {i: " ".join(decode(self.tokenizer, c.tokens)) for i, c in captions.items()}
+
+    @torch.inference_mode()
+    def pictures(self, device: torch.device) -> list[tuple[str, Image.Image]]:
+        records = self.val[:PICTURES]
+        captions = self._decode(records, device)
+        h, w = self.head.config.grid
+        pictures = []
+        for record in records:
+            caption = captions[record.image_id]
+            words = decode(self.tokenizer, caption.tokens)
+            maps = caption.alphas[: len(words)].reshape(-1, h, w).float().cpu().numpy()
+            with Image.open(record.path) as image:
+                sheet = contact_sheet(image.convert("RGB"), words, list(maps))
+            pictures.append((" ".join(words), sheet))
+        return pictures
 
     def evaluate(self, model: nn.Module, device: torch.device) -> dict[str, float]:
         results = self.generate(device)

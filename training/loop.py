@@ -14,8 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+import numpy as np
 import torch
 import torch.distributed as dist
+from PIL import Image
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
@@ -24,6 +26,9 @@ from training.config import TrainConfig
 from training.state import Progress, load_state, save_state
 
 STATE_FILE = "train_state.safetensors"
+
+
+PICTURES = 3  # validation images a task shows in TensorBoard each epoch
 
 
 class Task(Protocol):
@@ -38,6 +43,9 @@ class Task(Protocol):
         """Validation metrics; `score` drives early stopping and the choice of the best model."""
 
     def export(self, model: nn.Module, path: Path) -> None: ...
+
+    def pictures(self, device: torch.device) -> list[tuple[str, Image.Image]]:
+        """A few validation images with where the model looked, each with what it said."""
 
 
 @dataclass
@@ -106,10 +114,16 @@ class TrainingLog:
             self.writer.add_scalar("train/loss", loss, step)
             self.writer.add_scalar("train/lr", lr, step)
 
-    def epoch(self, step: int, metrics: dict[str, float]) -> None:
+    def epoch(
+        self, step: int, metrics: dict[str, float], pictures: list[tuple[str, Image.Image]]
+    ) -> None:
         if self.writer:
             for name, value in metrics.items():
                 self.writer.add_scalar(f"val/{name}", value, step)
+            for i, (text, picture) in enumerate(pictures):
+                tag = f"val/picture_{i}"
+                self.writer.add_image(tag, np.asarray(picture), step, dataformats="HWC")
+                self.writer.add_text(tag, text, step)
             self.writer.flush()
 
 
@@ -184,7 +198,7 @@ def fit(task: Task, cfg: TrainConfig, out_dir: Path, resume: bool = False) -> Fi
         progress.step_in_epoch = 0
         if ddp.main:
             _validate(task, model, device, progress, result, out_dir)
-            log.epoch(progress.global_step, result.history[-1])
+            log.epoch(progress.global_step, result.history[-1], task.pictures(device))
         checkpoint()
         stop = torch.tensor(float(progress.epochs_without_gain >= cfg.patience))
         if ddp.enabled:

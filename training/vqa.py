@@ -3,9 +3,11 @@
 from pathlib import Path
 
 import torch
+from PIL import Image
 from torch import Tensor, nn
 
 from models.vqa import VQAConfig, VQAModel
+from service.overlays import contact_sheet
 from training.config import TrainConfig
 from training.data.vqa import (
     AnswerVocab,
@@ -14,7 +16,7 @@ from training.data.vqa import (
     load_vqa_split,
 )
 from training.encoding import attach_images, build_encoder, export_model, head_of
-from training.loop import bucketed_batches
+from training.loop import PICTURES, bucketed_batches
 from training.metrics.vqa import score_vqa
 
 
@@ -69,6 +71,23 @@ class VQATask:
             for kind, value in scores["per_question_type"].items()
         }
         return {"score": scores["overall"], "accuracy": scores["overall"], **by_type}
+
+    @torch.inference_mode()
+    def pictures(self, device: torch.device) -> list[tuple[str, Image.Image]]:
+        self.model.eval()
+        count = min(PICTURES, len(self.val_set))
+        b = self.val_set.batch(range(count))
+        logits, maps, _ = self.model(b.inputs.to(device), b.questions.to(device), b.lengths)
+        h, w = self.head.config.grid
+        pictures = []
+        for row, record in enumerate(self.val[:count]):
+            glimpses = [] if maps is None else list(maps[row].reshape(-1, h, w).float().numpy())
+            labels = [f"glimpse {g + 1}" for g in range(len(glimpses))]
+            with Image.open(record.path) as image:
+                sheet = contact_sheet(image.convert("RGB"), labels, glimpses)
+            answer = self.answers[int(logits[row].argmax())]
+            pictures.append((f"{record.question} -> {answer}", sheet))
+        return pictures
 
     def export(self, model: nn.Module, path: Path) -> None:
         export_model(self.cfg, self.model, "vqa", self.tokenizer, path, self.answers.to_json())

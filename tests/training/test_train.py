@@ -1,5 +1,6 @@
 """Training end to end on a tiny shapes world: recipes, exact resume after SIGKILL, DDP."""
 
+import io
 import json
 import os
 import signal
@@ -28,6 +29,22 @@ TINY = [
 @pytest.fixture(scope="module")
 def world(tiny_world: Path) -> Path:
     return tiny_world
+
+
+def tensorboard_pictures(run: Path) -> dict[str, int]:
+    """Validation pictures a run logged, by tag: how many epochs logged each (blank ones not
+    counted)."""
+    import numpy as np
+    from PIL import Image
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run / "tb"), size_guidance={"images": 0})
+    events.Reload()
+    counts = {}
+    for tag in events.Tags()["images"]:
+        pictures = [Image.open(io.BytesIO(e.encoded_image_string)) for e in events.Images(tag)]
+        counts[tag] = sum(np.asarray(p.convert("L")).std() > 5 for p in pictures)
+    return counts
 
 
 def spawn(args: list[str], **env: str) -> subprocess.Popen:
@@ -140,6 +157,7 @@ def test_ddp_ranks_hold_identical_weights(world: Path, tmp_path: Path) -> None:
     for name in rank0:
         assert torch.equal(rank0[name], rank1[name]), name
     assert (tmp_path / "model" / "answers.json").is_file()
+    assert tensorboard_pictures(tmp_path) == {f"val/picture_{i}": 1 for i in range(3)}
 
 
 def test_fine_tuning_trains_and_exports_the_encoder(world: Path, tmp_path: Path) -> None:
@@ -158,3 +176,4 @@ def test_fine_tuning_trains_and_exports_the_encoder(world: Path, tmp_path: Path)
     grid, _ = exported.build_encoder()(torch.rand(1, 3, 64, 64))
     assert grid.shape == (1, 16, 64)
     assert list((tmp_path / "tb").glob("events.out.tfevents.*"))  # TensorBoard scalars
+    assert tensorboard_pictures(tmp_path) == {f"val/picture_{i}": 1 for i in range(3)}

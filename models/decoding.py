@@ -7,11 +7,13 @@ each word, so the CLI, the API and the evaluator all share one path.
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
+from transformers import PreTrainedTokenizerFast
 
 from models.captioner import Captioner, Prepared
-from models.text import BOS_ID, EOS_ID
+from models.text import BOS_ID, EOS_ID, decode
 
 
 @dataclass
@@ -19,6 +21,23 @@ class Caption:
     tokens: list[int]  # word ids, without <bos>/<eos>
     score: float  # log-probability, <eos> included when emitted
     alphas: Tensor  # (len(tokens), L): one attention map per word
+
+
+def words_and_maps(
+    caption: Caption, tokenizer: PreTrainedTokenizerFast, grid: tuple[int, int]
+) -> tuple[list[str], np.ndarray]:
+    """The caption's words, each with the (h, w) attention map it was written with.
+
+    A special token the model emitted (`decode` skips it) loses its map too, so that the
+    words and the maps stay aligned one to one.
+    """
+    words, kept = [], []
+    for position, token in enumerate(caption.tokens):
+        for word in decode(tokenizer, [token]):  # nothing for a special token
+            words.append(word)
+            kept.append(position)
+    maps = caption.alphas[kept].reshape(len(kept), *grid).float().cpu().numpy()  # (T, h, w)
+    return words, maps
 
 
 def _unbatch(tokens: Tensor, scores: Tensor, alphas: Tensor, lengths: Tensor) -> list[Caption]:

@@ -16,10 +16,10 @@ from PIL import Image
 from torch import Tensor
 
 from models.checkpoint import Checkpoint, EncoderSpec, load_pretrained
-from models.decoding import beam_search, greedy
+from models.decoding import beam_search, greedy, words_and_maps
 from models.encoder import Encoder
 from models.preprocess import images_to_batch
-from models.text import UNK_ID, decode, encode
+from models.text import UNK_ID, encode
 
 
 @dataclass
@@ -116,11 +116,9 @@ class Engine:
             captions = greedy(model, grid, max_length)
         else:
             captions = beam_search(model, grid, beam_size, max_length)
-        h, w = model.config.grid
         results = []
         for c in captions:
-            words = decode(tokenizer, c.tokens)
-            maps = c.alphas.reshape(len(c.tokens), h, w).float().numpy()  # (T, h, w)
+            words, maps = words_and_maps(c, tokenizer, model.config.grid)
             results.append(CaptionResult(" ".join(words), words, maps, c.score))
         return results
 

@@ -8,7 +8,7 @@ from PIL import Image
 from torch import Tensor, nn
 
 from models.captioner import Captioner, CaptionerConfig, attention_penalty
-from models.decoding import Caption, beam_search, greedy
+from models.decoding import Caption, beam_search, greedy, words_and_maps
 from models.text import PAD_ID, decode
 from service.overlays import contact_sheet
 from training.config import TrainConfig
@@ -90,12 +90,11 @@ class CaptionTask:
     def pictures(self, device: torch.device) -> list[tuple[str, Image.Image]]:
         records = self.val[:PICTURES]
         captions = self._decode(records, device)
-        h, w = self.head.config.grid
         pictures = []
         for record in records:
-            caption = captions[record.image_id]
-            words = decode(self.tokenizer, caption.tokens)
-            maps = caption.alphas[: len(words)].reshape(-1, h, w).float().cpu().numpy()
+            words, maps = words_and_maps(
+                captions[record.image_id], self.tokenizer, self.head.config.grid
+            )
             with Image.open(record.path) as image:
                 sheet = contact_sheet(image.convert("RGB"), words, list(maps))
             pictures.append((" ".join(words), sheet))

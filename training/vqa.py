@@ -79,9 +79,10 @@ class VQATask:
         b = self.val_set.batch(range(count))
         logits, maps, _ = self.model(b.inputs.to(device), b.questions.to(device), b.lengths)
         h, w = self.head.config.grid
+        grids = None if maps is None else maps.reshape(count, -1, h, w).float().cpu().numpy()
         pictures = []
         for row, record in enumerate(self.val[:count]):
-            glimpses = [] if maps is None else list(maps[row].reshape(-1, h, w).float().numpy())
+            glimpses = [] if grids is None else list(grids[row])
             labels = [f"glimpse {g + 1}" for g in range(len(glimpses))]
             with Image.open(record.path) as image:
                 sheet = contact_sheet(image.convert("RGB"), labels, glimpses)

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from models.captioner import Captioner, CaptionerConfig
-from models.decoding import beam_search, greedy, sample
-from models.text import BOS_ID, EOS_ID
+from models.decoding import Caption, beam_search, greedy, sample, words_and_maps
+from models.text import BOS_ID, EOS_ID, build_tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -123,3 +123,14 @@ def test_sampling_is_seeded_and_cold_sampling_is_greedy(
     assert run(0, temperature=1e-4) == [c.tokens for c in greedy(model, features, 6)]
     with pytest.raises(ValueError):
         sample(model, features, temperature=0.0)
+
+
+def test_words_and_maps_stay_aligned_when_a_special_token_is_emitted() -> None:
+    tokenizer = build_tokenizer(["red circle"])
+    red, circle = (tokenizer.convert_tokens_to_ids(w) for w in ("red", "circle"))
+    alphas = torch.arange(3 * 6, dtype=torch.float32).view(3, 6)  # one map per token
+    caption = Caption([red, BOS_ID, circle], -1.0, alphas)
+    words, maps = words_and_maps(caption, tokenizer, (2, 3))
+    assert words == ["red", "circle"]
+    assert maps.shape == (2, 2, 3)
+    assert (maps[1].ravel() == alphas[2].numpy()).all()  # circle keeps its own map

@@ -132,3 +132,19 @@ def attention_penalty(alphas: Tensor, mask: Tensor) -> Tensor:
     """
     coverage = (alphas * mask.unsqueeze(-1)).sum(dim=1)  # (B, L)
     return ((1.0 - coverage) ** 2).sum(dim=1).mean()
+
+
+def attention_supervision(alphas: Tensor, targets: Tensor) -> Tensor:
+    """Mean of -log(attention mass on the target cells) over the supervised steps.
+
+    Supervised attention (Liu et al., 2017, "Attention Correctness in Neural Image
+    Captioning"): where the data says which object a word names, the map the word is
+    written with should lie on that object. alphas (B, T, L); targets (B, T, L) bool, all
+    false at steps without a target. Mass rather than a fixed target map leaves the
+    attention free to peak anywhere on the object.
+    """
+    supervised = targets.any(dim=-1)  # (B, T)
+    if not supervised.any():
+        return alphas.new_zeros(())
+    mass = (alphas * targets).sum(dim=-1)[supervised]  # (S,)
+    return -mass.clamp_min(1e-6).log().mean()

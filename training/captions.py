@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
-from models.captioner import Captioner, CaptionerConfig, attention_penalty
+from models.captioner import Captioner, CaptionerConfig, attention_penalty, attention_supervision
 from models.decoding import Caption, beam_search, greedy, words_and_maps
 from models.text import PAD_ID, decode
 from service.overlays import contact_sheet
@@ -18,10 +18,17 @@ from training.data.coco import (
     build_vocabulary,
     load_caption_split,
 )
+from training.data.shapes_scene import objects_from_coco
 from training.encoding import EncodedHead, attach_images, build_encoder, export_model, head_of
 from training.loop import PICTURES, bucketed_batches
 from training.metrics.captions import score_captions
-from training.metrics.shapes import caption_correctness
+from training.metrics.shapes import (
+    Instances,
+    caption_correctness,
+    caption_grounding,
+    cells_in_box,
+    phrase_objects,
+)
 
 
 class CaptionTask:
@@ -42,6 +49,16 @@ class CaptionTask:
         )
         self.val_source = sources["val"]
         self.lengths = [len(ids) for ids in self.train_set.caption_ids]
+        self.targets = None
+        if cfg.attention_supervision:
+            instances = data / "annotations" / "instances_train.json"
+            if not instances.is_file():
+                raise ValueError(
+                    f"attention_supervision needs {instances}: the objects each caption names"
+                )
+            self.targets = attention_targets(
+                self.train_set, json.loads(instances.read_text()), grid
+            )
 
     @property
     def head(self) -> Captioner:
@@ -58,6 +75,12 @@ class CaptionTask:
         )
         if self.cfg.alpha_c:
             loss = loss + self.cfg.alpha_c * attention_penalty(alphas, captions[:, 1:] != PAD_ID)
+        if self.targets is not None:
+            mask = torch.zeros(alphas.shape, dtype=torch.bool)  # (B, T-1, L)
+            for row, example in zip(mask, batch, strict=True):
+                row.view(-1)[self.targets[example]] = True
+            supervision = attention_supervision(alphas, mask.to(device))
+            loss = loss + self.cfg.attention_supervision * supervision
         return loss
 
     def _decode(self, records: list[CaptionRecord], device: torch.device) -> dict[int, Caption]:
@@ -81,12 +104,6 @@ class CaptionTask:
         return results
 
     @torch.inference_mode()
-    def generate(self, device: torch.device) -> dict[int, str]:
-        """Captions of the validation images."""
-        captions = self._decode(self.val, device)
-        return {i: " ".join(decode(self.tokenizer, c.tokens)) for i, c in captions.items()}
-
-    @torch.inference_mode()
     def pictures(self, device: torch.device) -> list[tuple[str, Image.Image]]:
         records = self.val[:PICTURES]
         captions = self._decode(records, device)
@@ -100,14 +117,44 @@ class CaptionTask:
             pictures.append((" ".join(words), sheet))
         return pictures
 
+    @torch.inference_mode()
     def evaluate(self, model: nn.Module, device: torch.device) -> dict[str, float]:
-        results = self.generate(device)
+        captions = self._decode(self.val, device)
+        results = {i: " ".join(decode(self.tokenizer, c.tokens)) for i, c in captions.items()}
         references = {r.image_id: r.captions for r in self.val}
         scores = score_captions(results, references, use_java=False)  # fast; `evaluate` is exact
         metrics = {"score": scores["CIDEr"], **scores}
-        if self.instances is not None:  # the shapes world: is each caption true?
+        if self.instances is not None:  # the shapes world: is each caption true, and grounded?
             metrics["correct"] = caption_correctness(results, self.instances)["accuracy"]
+            grid = self.head.config.grid
+            attention = {
+                i: list(zip(*words_and_maps(c, self.tokenizer, grid), strict=True))
+                for i, c in captions.items()
+            }
+            metrics["grounding"] = caption_grounding(attention, self.instances)["hit_rate"]
         return metrics
 
     def export(self, model: nn.Module, path: Path) -> None:
         export_model(self.cfg, self.model, "captioner", self.tokenizer, path)
+
+
+def attention_targets(
+    dataset: CaptionDataset, instances: Instances, grid: tuple[int, int]
+) -> list[Tensor]:
+    """For each (image, caption) pair, where its attention should be while it writes an
+    object's phrase: flat (step * L + cell) indices into its (T-1, L) attention maps, the
+    cells on the object that each size, colour and shape word names."""
+    objects = objects_from_coco(instances)
+    sizes = {int(i["id"]): (float(i["width"]), float(i["height"])) for i in instances["images"]}
+    cells = grid[0] * grid[1]
+    targets = []
+    for (record_index, _), ids in zip(dataset.pairs, dataset.caption_ids, strict=True):
+        image_id = dataset.records[record_index].image_id
+        words = dataset.tokenizer.convert_ids_to_tokens(ids[1:].tolist())  # step t writes ids[t+1]
+        flat = [
+            step * cells + cell
+            for step, obj in phrase_objects(words, objects[image_id]).items()
+            for cell in cells_in_box(obj.box, grid, *sizes[image_id])
+        ]
+        targets.append(torch.tensor(flat, dtype=torch.long))
+    return targets

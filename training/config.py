@@ -29,6 +29,8 @@ class TrainConfig:
     warmup_steps: int = 200
     grad_clip: float = 5.0
     alpha_c: float = 0.0  # weight of the doubly stochastic attention penalty
+    # weight of the attention supervision (the shapes world: the object each phrase names)
+    attention_supervision: float = 0.0
     scheduled_sampling: float = 0.0
     # evaluation, early stopping and checkpoints
     eval_beam_size: int = 1

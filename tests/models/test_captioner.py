@@ -1,6 +1,9 @@
+import math
+
+import pytest
 import torch
 
-from models.captioner import Captioner, CaptionerConfig, attention_penalty
+from models.captioner import Captioner, CaptionerConfig, attention_penalty, attention_supervision
 from models.text import PAD_ID
 
 
@@ -71,3 +74,31 @@ def test_attention_penalty_is_zero_when_every_cell_is_covered_once() -> None:
     assert attention_penalty(eye, torch.ones(1, 4, dtype=torch.bool)).item() == 0.0
     uniform = torch.full((1, 2, 4), 0.25)  # coverage 0.5 per cell: 4 * 0.25
     assert abs(attention_penalty(uniform, torch.ones(1, 2)).item() - 1.0) < 1e-6
+
+
+def test_attention_supervision_is_minus_log_mass_on_the_targets() -> None:
+    alphas = torch.tensor([[[0.5, 0.25, 0.25, 0.0], [0.1, 0.2, 0.3, 0.4]]])  # (1, T=2, L=4)
+    targets = torch.tensor([[[True, True, False, False], [False, False, False, False]]])
+    loss = attention_supervision(alphas, targets)  # the second step has no target: not counted
+    assert loss.item() == pytest.approx(-math.log(0.75))
+    on_target = torch.tensor([[[0.0, 1.0, 0.0, 0.0]]])
+    assert attention_supervision(on_target, targets[:, :1]).item() == pytest.approx(0.0, abs=1e-6)
+    assert attention_supervision(alphas, torch.zeros_like(targets)).item() == 0.0
+
+
+def test_attention_supervision_moves_the_attention_onto_the_targets() -> None:
+    model = make_captioner()
+    features = torch.randn(2, 12, 12)
+    captions = torch.tensor([[1, 5, 6, 7, 2], [1, 8, 9, 2, 0]])
+    targets = torch.zeros(2, 4, 12, dtype=torch.bool)
+    targets[0, 1, [0, 1]] = targets[1, 0, [10, 11]] = True
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.02)
+    losses = []
+    for _ in range(30):
+        _, alphas, _ = model(features, captions)
+        loss = attention_supervision(alphas, targets)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.2 * losses[0]

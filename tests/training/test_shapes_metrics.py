@@ -7,10 +7,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from training.data.shapes_scene import objects_from_coco
 from training.metrics.shapes import (
     attention_peak,
     caption_correctness,
     caption_grounding,
+    cells_in_box,
+    phrase_objects,
     vqa_grounding,
 )
 
@@ -189,3 +192,24 @@ def test_vqa_grounding_averages_glimpses_and_skips_questions_without_targets() -
 def test_vqa_grounding_rejects_unknown_questions() -> None:
     with pytest.raises(ValueError, match="question 999"):
         vqa_grounding({999: _peak_at_cell(0, 0)}, ANSWERS, INSTANCES)
+
+
+def test_phrase_objects_maps_each_phrase_word_to_the_one_object_it_names() -> None:
+    objects = objects_from_coco(INSTANCES)[3]
+    caption = "a small red circle above a star and a blue star and a large red star"
+    named = phrase_objects(caption.split(), objects)
+    ids = {k: named[k].id for k in sorted(named)}
+    # "a star" names two stars: no target; "blue star" and "large red star" name one each.
+    assert ids == {1: 31, 2: 31, 3: 31, 9: 33, 10: 33, 13: 32, 14: 32, 15: 32}
+
+
+@pytest.mark.parametrize("grid", [(16, 16), (8, 8), (7, 9)])
+def test_cells_in_box_are_the_cells_where_a_peak_is_a_hit(grid: tuple[int, int]) -> None:
+    circle = objects_from_coco(INSTANCES)[1][0]  # the large red circle, box [10, 10, 80, 80]
+    inside = set(cells_in_box(circle.box, grid, 256, 256).tolist())
+    assert inside
+    for cell in range(grid[0] * grid[1]):
+        attention = np.zeros(grid)
+        attention[divmod(cell, grid[1])] = 1.0
+        hit = caption_grounding({1: [("red", attention), ("circle", attention)]}, INSTANCES)
+        assert bool(hit["hits"]) == (cell in inside), cell

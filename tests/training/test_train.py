@@ -177,3 +177,47 @@ def test_fine_tuning_trains_and_exports_the_encoder(world: Path, tmp_path: Path)
     assert grid.shape == (1, 16, 64)
     assert list((tmp_path / "tb").glob("events.out.tfevents.*"))  # TensorBoard scalars
     assert tensorboard_pictures(tmp_path) == {f"val/picture_{i}": 1 for i in range(3)}
+
+
+def test_attention_targets_lie_on_the_objects_their_words_name(world: Path) -> None:
+    from training.captions import CaptionTask
+    from training.data.shapes_scene import COLORS, SHAPES, SIZES, objects_from_coco
+
+    cfg = load_config("shapes-cpu", TINY)
+    assert cfg.attention_supervision > 0
+    task = CaptionTask(cfg, world)
+    instances = json.loads((world / "annotations" / "instances_train.json").read_text())
+    objects = objects_from_coco(instances)
+    grid = task.head.config.grid
+    cells = grid[0] * grid[1]
+    data = task.train_set
+    supervised = 0
+    for (record, _), ids, flat in zip(data.pairs, data.caption_ids, task.targets, strict=True):
+        words = data.tokenizer.convert_ids_to_tokens(ids.tolist())
+        supervised += len(flat) > 0
+        for step, cell in zip((flat // cells).tolist(), (flat % cells).tolist(), strict=True):
+            word = words[step + 1]  # step t writes the word after <bos> and t words
+            assert word in {*SIZES, *COLORS, *SHAPES}, word
+            row, col = divmod(cell, grid[1])
+            x, y = (col + 0.5) * 256 / grid[1], (row + 0.5) * 256 / grid[0]
+            assert any(
+                word in (o.size, o.color, o.shape)
+                and o.box[0] - 8 <= x <= o.box[0] + o.box[2] + 8
+                and o.box[1] - 8 <= y <= o.box[1] + o.box[3] + 8
+                for o in objects[data.records[record].image_id]
+            ), (words, step, cell)
+    assert supervised > 0.9 * len(data)
+
+
+def test_attention_supervision_without_instances_is_a_clear_error(
+    world: Path, tmp_path: Path
+) -> None:
+    from training.captions import CaptionTask
+
+    (tmp_path / "annotations").mkdir()
+    (tmp_path / "images").symlink_to(world / "images")
+    for split in ("train", "val"):
+        name = f"captions_{split}.json"
+        (tmp_path / "annotations" / name).write_text((world / "annotations" / name).read_text())
+    with pytest.raises(ValueError, match="instances_train.json"):
+        CaptionTask(load_config("shapes-cpu", TINY), tmp_path)

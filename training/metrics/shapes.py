@@ -145,6 +145,31 @@ def vqa_grounding(
     }
 
 
+def phrase_objects(words: Sequence[str], objects: Sequence[WorldObject]) -> dict[int, WorldObject]:
+    """Positions of the size, colour and shape words of each phrase that names one object,
+    mapped to that object: where a captioner should look as it writes each of them."""
+    named = {}
+    for k, word in enumerate(words):
+        if word not in SHAPES:
+            continue
+        size, color = _modifiers_before(words, k)
+        candidates = [o for o in objects if _matches(o, word, color, size)]
+        if len(candidates) == 1:
+            first = k - (color is not None) - (size is not None)
+            named.update(dict.fromkeys(range(first, k + 1), candidates[0]))
+    return named
+
+
+def cells_in_box(
+    box: Sequence[float], grid: tuple[int, int], width: float, height: float
+) -> np.ndarray:
+    """Row-major indices of the (h, w) grid cells whose centres lie in the grown box: the
+    cells where an attention peak scores a hit in the pointing game."""
+    h, w = grid
+    rows, cols = np.divmod(np.arange(h * w), w)
+    return np.flatnonzero(_in_box(((cols + 0.5) * width / w, (rows + 0.5) * height / h), box))
+
+
 def _modifiers_before(words: Sequence[str], end: int) -> tuple[str | None, str | None]:
     """(size, colour) words right before the shape word at `end`, None where absent."""
     size = color = None
@@ -166,12 +191,15 @@ def _named_object(phrase: Phrase, objects: Iterable[WorldObject]) -> WorldObject
 
 
 def _inside_any(point: tuple[float, float], objects: Iterable[WorldObject]) -> bool:
+    return any(_in_box(point, o.box) for o in objects)
+
+
+def _in_box(point: tuple[Any, Any], box: Sequence[float]) -> Any:
+    """Whether the point (or each of arrays of points) lies in the box grown by the margin."""
     x, y = point
+    bx, by, bw, bh = box
     m = BOX_MARGIN
-    return any(
-        bx - m <= x <= bx + bw + m and by - m <= y <= by + bh + m
-        for bx, by, bw, bh in (o.box for o in objects)
-    )
+    return (bx - m <= x) & (x <= bx + bw + m) & (by - m <= y) & (y <= by + bh + m)
 
 
 def _lookup(table: Mapping[int, Any], key: int, what: str) -> Any:

@@ -143,7 +143,7 @@ def attention_targets(
 ) -> list[Tensor]:
     """For each (image, caption) pair, where its attention should be while it writes an
     object's phrase: flat (step * L + cell) indices into its (T-1, L) attention maps, the
-    cells on the object that each size, colour and shape word names."""
+    cells on the objects that fit the phrase so far (`phrase_objects`)."""
     objects = objects_from_coco(instances)
     sizes = {int(i["id"]): (float(i["width"]), float(i["height"])) for i in instances["images"]}
     cells = grid[0] * grid[1]
@@ -153,8 +153,8 @@ def attention_targets(
         words = dataset.tokenizer.convert_ids_to_tokens(ids[1:].tolist())  # step t writes ids[t+1]
         flat = [
             step * cells + cell
-            for step, obj in phrase_objects(words, objects[image_id]).items()
-            for cell in cells_in_box(obj.box, grid, *sizes[image_id])
+            for step, fitting in phrase_objects(words, objects[image_id]).items()
+            for cell in {c for o in fitting for c in cells_in_box(o.box, grid, *sizes[image_id])}
         ]
         targets.append(torch.tensor(flat, dtype=torch.long))
     return targets

@@ -194,13 +194,15 @@ def test_vqa_grounding_rejects_unknown_questions() -> None:
         vqa_grounding({999: _peak_at_cell(0, 0)}, ANSWERS, INSTANCES)
 
 
-def test_phrase_objects_maps_each_phrase_word_to_the_one_object_it_names() -> None:
+def test_phrase_objects_are_those_that_fit_the_phrase_so_far() -> None:
+    # Image 3: small red circle 31, large red star 32, small blue star 33.
     objects = objects_from_coco(INSTANCES)[3]
     caption = "a small red circle above a star and a blue star and a large red star"
-    named = phrase_objects(caption.split(), objects)
-    ids = {k: named[k].id for k in sorted(named)}
-    # "a star" names two stars: no target; "blue star" and "large red star" name one each.
-    assert ids == {1: 31, 2: 31, 3: 31, 9: 33, 10: 33, 13: 32, 14: 32, 15: 32}
+    fitting = phrase_objects(caption.split(), objects)
+    ids = {k: sorted(o.id for o in fitting[k]) for k in sorted(fitting)}
+    # "small" fits both small objects; "a star" names two stars, so it gets no targets.
+    expected = {1: [31, 33], 2: [31], 3: [31], 9: [33], 10: [33], 13: [32], 14: [32], 15: [32]}
+    assert ids == expected
 
 
 @pytest.mark.parametrize("grid", [(16, 16), (8, 8), (7, 9)])

@@ -145,19 +145,29 @@ def vqa_grounding(
     }
 
 
-def phrase_objects(words: Sequence[str], objects: Sequence[WorldObject]) -> dict[int, WorldObject]:
-    """Positions of the size, colour and shape words of each phrase that names one object,
-    mapped to that object: where a captioner should look as it writes each of them."""
-    named = {}
+def phrase_objects(
+    words: Sequence[str], objects: Sequence[WorldObject]
+) -> dict[int, list[WorldObject]]:
+    """Where a captioner should look as it writes each word of a phrase that names one object.
+
+    Each size, colour and shape word maps to the objects that fit the phrase up to and with
+    that word: "a small red circle" gives the small objects at "small", the small red ones at
+    "red" and the circle at "circle". The word must be true of what the model looks at, but
+    which of several fitting objects a phrase is about is the caption's free choice, not yet
+    made when its first word is written.
+    """
+    fitting = {}
     for k, word in enumerate(words):
         if word not in SHAPES:
             continue
         size, color = _modifiers_before(words, k)
-        candidates = [o for o in objects if _matches(o, word, color, size)]
-        if len(candidates) == 1:
-            first = k - (color is not None) - (size is not None)
-            named.update(dict.fromkeys(range(first, k + 1), candidates[0]))
-    return named
+        if sum(_matches(o, word, color, size) for o in objects) != 1:
+            continue
+        first = k - (color is not None) - (size is not None)
+        for end in range(first, k + 1):
+            said = set(words[first : end + 1])
+            fitting[end] = [o for o in objects if said <= {o.size, o.color, o.shape}]
+    return fitting
 
 
 def cells_in_box(

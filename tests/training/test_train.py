@@ -183,9 +183,7 @@ def test_attention_targets_lie_on_the_objects_their_words_name(world: Path) -> N
     from training.captions import CaptionTask
     from training.data.shapes_scene import COLORS, SHAPES, SIZES, objects_from_coco
 
-    cfg = load_config("shapes-cpu", TINY)
-    assert cfg.attention_supervision > 0
-    task = CaptionTask(cfg, world)
+    task = CaptionTask(load_config("shapes-cpu", [*TINY, "attention_supervision=1"]), world)
     instances = json.loads((world / "annotations" / "instances_train.json").read_text())
     objects = objects_from_coco(instances)
     grid = task.head.config.grid
@@ -207,6 +205,11 @@ def test_attention_targets_lie_on_the_objects_their_words_name(world: Path) -> N
                 for o in objects[data.records[record].image_id]
             ), (words, step, cell)
     assert supervised > 0.9 * len(data)
+    task.model.eval()  # no dropout: the two losses see the same pass
+    batch = task.batches(0)[0]
+    inputs, captions, _, _ = data.batch(batch)
+    cross_entropy = task.model(inputs, captions)[2]
+    assert task.loss(task.model, batch, torch.device("cpu")) > cross_entropy + 0.1
 
 
 def test_attention_supervision_without_instances_is_a_clear_error(
@@ -220,4 +223,4 @@ def test_attention_supervision_without_instances_is_a_clear_error(
         name = f"captions_{split}.json"
         (tmp_path / "annotations" / name).write_text((world / "annotations" / name).read_text())
     with pytest.raises(ValueError, match="instances_train.json"):
-        CaptionTask(load_config("shapes-cpu", TINY), tmp_path)
+        CaptionTask(load_config("shapes-cpu", [*TINY, "attention_supervision=1"]), tmp_path)

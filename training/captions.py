@@ -1,13 +1,16 @@
 """Training the Show-Attend-Tell captioner: `glimpse train captions`."""
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 from PIL import Image
 from torch import Tensor, nn
+from transformers import PreTrainedTokenizerFast
 
 from models.captioner import Captioner, CaptionerConfig, attention_penalty, attention_supervision
+from models.checkpoint import load_pretrained
 from models.decoding import Caption, beam_search, greedy, words_and_maps
 from models.text import PAD_ID, decode
 from service.overlays import contact_sheet
@@ -18,17 +21,26 @@ from training.data.coco import (
     build_vocabulary,
     load_caption_split,
 )
-from training.data.shapes_scene import objects_from_coco
-from training.encoding import EncodedHead, attach_images, build_encoder, export_model, head_of
+from training.data.shapes_grammar import parse_caption
+from training.data.shapes_scene import CANVAS_SIZE, WorldObject, objects_from_coco
+from training.encoding import (
+    EncodedHead,
+    attach_images,
+    build_encoder,
+    encoder_spec,
+    export_model,
+    head_of,
+)
 from training.loop import PICTURES, bucketed_batches
 from training.metrics.captions import score_captions
 from training.metrics.shapes import (
-    Instances,
     caption_correctness,
     caption_grounding,
+    caption_is_complete,
     cells_in_box,
     phrase_objects,
 )
+from training.self_critical import sample_with_grad, self_critical_loss
 
 
 class CaptionTask:
@@ -39,35 +51,42 @@ class CaptionTask:
         self.val = val[: cfg.eval_max_images]
         instances = data / "annotations" / "instances_val.json"
         self.instances = json.loads(instances.read_text()) if instances.is_file() else None
-        self.tokenizer = build_vocabulary(train, cfg.min_word_count)
         encoder = build_encoder(cfg)
         grid = encoder.grid_size(cfg.image_size)
-        head = Captioner(CaptionerConfig(len(self.tokenizer), encoder.out_dim, grid, **cfg.model))
+        if cfg.init_from:
+            head, self.tokenizer = start_from(cfg, cfg.init_from)
+        else:
+            self.tokenizer = build_vocabulary(train, cfg.min_word_count)
+            config = CaptionerConfig(len(self.tokenizer), encoder.out_dim, grid, **cfg.model)
+            head = Captioner(config)
         self.model, sources = attach_images(cfg, encoder, head, data, {"train": train, "val": val})
         self.train_set = CaptionDataset(
             train, self.tokenizer, max_length=cfg.max_caption_len, **sources["train"]
         )
         self.val_source = sources["val"]
         self.lengths = [len(ids) for ids in self.train_set.caption_ids]
-        self.targets = None
-        if cfg.attention_supervision:
-            instances = data / "annotations" / "instances_train.json"
-            if not instances.is_file():
-                raise ValueError(
-                    f"attention_supervision needs {instances}: the objects each caption names"
-                )
-            self.targets = attention_targets(
-                self.train_set, json.loads(instances.read_text()), grid
-            )
+        self.targets = self.train_objects = None
+        if cfg.attention_supervision or cfg.self_critical_samples:
+            self.train_objects = train_instances(data)
+        if cfg.self_critical_samples and cfg.fine_tune:
+            raise ValueError("self-critical training reads cached grids: set fine_tune=false")
+        if cfg.attention_supervision and not cfg.self_critical_samples:
+            self.targets = attention_targets(self.train_set, self.train_objects, grid)
 
     @property
     def head(self) -> Captioner:
         return head_of(self.model)
 
     def batches(self, epoch: int) -> list[list[int]]:
+        """Batches of (image, caption) pairs; of images when sampling captions."""
+        if self.cfg.self_critical_samples:
+            lengths = [0] * len(self.train_set.records)
+            return bucketed_batches(lengths, self.cfg.batch_size, self.cfg.seed, epoch)
         return bucketed_batches(self.lengths, self.cfg.batch_size, self.cfg.seed, epoch)
 
     def loss(self, model: nn.Module, batch: list[int], device: torch.device) -> Tensor:
+        if self.cfg.self_critical_samples:
+            return self._self_critical_loss(model, batch, device)
         inputs, captions, _, _ = self.train_set.batch(batch)
         captions = captions.to(device)
         _, alphas, loss = model(
@@ -81,6 +100,40 @@ class CaptionTask:
                 row.view(-1)[self.targets[example]] = True
             supervision = attention_supervision(alphas, mask.to(device))
             loss = loss + self.cfg.attention_supervision * supervision
+        return loss
+
+    def _self_critical_loss(
+        self, model: nn.Module, batch: list[int], device: torch.device
+    ) -> Tensor:
+        """Sampled captions rewarded for being true and complete (`caption_is_complete`),
+        plus, if set, attention supervision on the phrases the samples write."""
+        if not isinstance(model, Captioner):
+            raise ValueError("self-critical training runs in one process (no DDP, no compile)")
+        cfg = self.cfg
+        n = cfg.self_critical_samples
+        records = [self.train_set.records[i] for i in batch]
+        grids = self.train_set.source.many([r.image_id for r in records], [r.path for r in records])
+        samples = sample_with_grad(model, grids.to(device), n, cfg.max_caption_len)
+        tokens = samples.tokens.tolist()
+        objects = [self.train_objects[r.image_id] for r in records for _ in range(n)]
+        rewards = torch.tensor(
+            [
+                float(caption_is_complete(parse_caption(" ".join(decode(self.tokenizer, ids))), o))
+                for ids, o in zip(tokens, objects, strict=True)
+            ],
+            device=device,
+        )  # (B*N,)
+        loss = self_critical_loss(samples.log_probs, samples.mask, rewards.view(-1, n))
+        if cfg.attention_supervision:
+            grid = self.head.config.grid
+            mask = torch.zeros(samples.alphas.shape, dtype=torch.bool)  # (B*N, T, L)
+            for row, ids, image_objects, length in zip(
+                mask, tokens, objects, samples.mask.sum(dim=1).tolist(), strict=True
+            ):
+                words = self.tokenizer.convert_ids_to_tokens(ids[:length])
+                row.view(-1)[phrase_targets(words, image_objects, grid)] = True
+            supervision = attention_supervision(samples.alphas, mask.to(device))
+            loss = loss + cfg.attention_supervision * supervision
         return loss
 
     def _decode(self, records: list[CaptionRecord], device: torch.device) -> dict[int, Caption]:
@@ -132,29 +185,71 @@ class CaptionTask:
                 for i, c in captions.items()
             }
             metrics["grounding"] = caption_grounding(attention, self.instances)["hit_rate"]
+            if self.cfg.self_critical_samples:  # keep the model best at what is rewarded
+                metrics["score"] = metrics["correct"]
         return metrics
 
     def export(self, model: nn.Module, path: Path) -> None:
         export_model(self.cfg, self.model, "captioner", self.tokenizer, path)
 
 
-def attention_targets(
-    dataset: CaptionDataset, instances: Instances, grid: tuple[int, int]
-) -> list[Tensor]:
-    """For each (image, caption) pair, where its attention should be while it writes an
-    object's phrase: flat (step * L + cell) indices into its (T-1, L) attention maps, the
-    cells on the objects that fit the phrase so far (`phrase_objects`)."""
-    objects = objects_from_coco(instances)
-    sizes = {int(i["id"]): (float(i["width"]), float(i["height"])) for i in instances["images"]}
+def train_instances(data: Path) -> dict[int, list[WorldObject]]:
+    """The objects of each training image, which rewards and attention targets are made of."""
+    instances = data / "annotations" / "instances_train.json"
+    if not instances.is_file():
+        raise ValueError(
+            f"attention_supervision and self_critical_samples need {instances}:"
+            " the objects of each training image (the shapes world)"
+        )
+    return objects_from_coco(json.loads(instances.read_text()))
+
+
+def start_from(cfg: TrainConfig, path: str) -> tuple[Captioner, PreTrainedTokenizerFast]:
+    """The head and vocabulary of an exported captioner, to go on training it."""
+    if cfg.model:
+        raise ValueError("init_from brings the model's own config: drop the model=... setting")
+    checkpoint = load_pretrained(path)
+    if checkpoint.kind != "captioner":
+        raise ValueError(f"init_from {path} is a {checkpoint.kind} model, not a captioner")
+    if checkpoint.encoder_state is not None:
+        raise ValueError(f"init_from {path} has a fine-tuned encoder; start from a frozen one")
+    expected = encoder_spec(cfg)
+    if (checkpoint.encoder.name, checkpoint.encoder.image_size, checkpoint.encoder.options) != (
+        expected.name,
+        expected.image_size,
+        expected.options,
+    ):
+        raise ValueError(
+            f"init_from {path} was trained on encoder {asdict(checkpoint.encoder)},"
+            f" the recipe asks for {asdict(expected)}"
+        )
+    return checkpoint.model.float(), checkpoint.tokenizer
+
+
+def phrase_targets(
+    words: list[str], objects: list[WorldObject], grid: tuple[int, int]
+) -> list[int]:
+    """Flat (step * L + cell) indices of where the attention should be while `words` are
+    written: the cells on the objects that fit each phrase so far (`phrase_objects`)."""
     cells = grid[0] * grid[1]
+    return [
+        step * cells + cell
+        for step, fitting in phrase_objects(words, objects).items()
+        for cell in {
+            c for o in fitting for c in cells_in_box(o.box, grid, CANVAS_SIZE, CANVAS_SIZE)
+        }
+    ]
+
+
+def attention_targets(
+    dataset: CaptionDataset, objects: dict[int, list[WorldObject]], grid: tuple[int, int]
+) -> list[Tensor]:
+    """`phrase_targets` of each (image, caption) pair of the data set (step t writes word
+    t + 1 of <bos> w_1 .. w_n <eos>)."""
     targets = []
     for (record_index, _), ids in zip(dataset.pairs, dataset.caption_ids, strict=True):
         image_id = dataset.records[record_index].image_id
-        words = dataset.tokenizer.convert_ids_to_tokens(ids[1:].tolist())  # step t writes ids[t+1]
-        flat = [
-            step * cells + cell
-            for step, fitting in phrase_objects(words, objects[image_id]).items()
-            for cell in {c for o in fitting for c in cells_in_box(o.box, grid, *sizes[image_id])}
-        ]
+        words = dataset.tokenizer.convert_ids_to_tokens(ids[1:].tolist())
+        flat = phrase_targets(words, objects[image_id], grid)
         targets.append(torch.tensor(flat, dtype=torch.long))
     return targets

@@ -6,6 +6,14 @@ from pathlib import Path
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
+CAPTION_ONLY = (
+    "init_from",
+    "alpha_c",
+    "attention_supervision",
+    "scheduled_sampling",
+    "self_critical_samples",
+)
+
 
 @dataclass
 class TrainConfig:
@@ -17,6 +25,8 @@ class TrainConfig:
     fine_tune: bool = False  # a frozen encoder reads grids from the feature cache
     # head: fields of CaptionerConfig / VQAConfig
     model: dict = field(default_factory=dict)
+    # a model directory whose head (weights, config, vocabulary) the run starts from
+    init_from: str = ""
     # data
     min_word_count: int = 1
     max_caption_len: int = 24
@@ -32,6 +42,8 @@ class TrainConfig:
     # weight of the attention supervision (the shapes world: the object each phrase names)
     attention_supervision: float = 0.0
     scheduled_sampling: float = 0.0
+    # captions sampled per image for self-critical training (0: teacher forcing)
+    self_critical_samples: int = 0
     # evaluation, early stopping and checkpoints
     eval_beam_size: int = 1
     eval_max_images: int = 500
@@ -44,6 +56,13 @@ class TrainConfig:
     compile: bool = False
     num_workers: int = 0
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.task != "captions":
+            defaults = TrainConfig()
+            unused = [k for k in CAPTION_ONLY if getattr(self, k) != getattr(defaults, k)]
+            if unused:
+                raise ValueError(f"{', '.join(unused)}: settings of caption training only")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -2,7 +2,7 @@
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 
@@ -16,9 +16,15 @@ Overrides = Annotated[
 ]
 
 
+def _fail(exc: Exception) -> NoReturn:
+    typer.echo(f"error: {exc}", err=True)
+    raise typer.Exit(2) from exc
+
+
 def _run(task_name: str, data: Path, recipe: str, out: Path, resume: bool, overrides) -> None:
     import torch
 
+    from models.checkpoint import CheckpointError
     from training.config import load_config
     from training.loop import fit
     from training.state import TrainingStateError
@@ -37,10 +43,13 @@ def _run(task_name: str, data: Path, recipe: str, out: Path, resume: bool, overr
         from training.vqa import VQATask as Task
     torch.manual_seed(cfg.seed)  # the head's initial weights
     try:
-        result = fit(Task(cfg, data), cfg, out, resume=resume)
+        task = Task(cfg, data)
+    except (ValueError, CheckpointError) as exc:  # settings that do not fit the data or model
+        _fail(exc)
+    try:
+        result = fit(task, cfg, out, resume=resume)
     except TrainingStateError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
+        _fail(exc)
     (out / "metrics.json").write_text(json.dumps(result.best_metrics, indent=2) + "\n")
     typer.echo(json.dumps({"model": str(out / "model"), **result.best_metrics}))
 

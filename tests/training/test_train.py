@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -224,3 +225,88 @@ def test_attention_supervision_without_instances_is_a_clear_error(
         (tmp_path / "annotations" / name).write_text((world / "annotations" / name).read_text())
     with pytest.raises(ValueError, match="instances_train.json"):
         CaptionTask(load_config("shapes-cpu", [*TINY, "attention_supervision=1"]), tmp_path)
+
+
+@pytest.fixture(scope="module")
+def teacher_forced(world: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny captioner trained for one epoch with teacher forcing, exported."""
+    from training.captions import CaptionTask
+    from training.loop import fit
+
+    out = tmp_path_factory.mktemp("teacher-forced")
+    cfg = load_config("shapes-cpu", [*TINY, "epochs=1"])
+    torch.manual_seed(0)
+    fit(CaptionTask(cfg, world), cfg, out)
+    return out / "model"
+
+
+def headless(*overrides: str) -> list[str]:
+    """TINY without the head's shape, which a run started from a model takes from it."""
+    return [*(a for a in TINY if not a.startswith("model=")), *overrides]
+
+
+def test_self_critical_run_fine_tunes_an_exported_model(
+    world: Path, teacher_forced: Path, tmp_path: Path
+) -> None:
+    from models.checkpoint import load_pretrained
+    from training.captions import CaptionTask
+    from training.loop import fit
+
+    start = load_pretrained(teacher_forced)
+    cfg = load_config(
+        "shapes-scst", headless(f"init_from={teacher_forced}", "epochs=1", "batch_size=4")
+    )
+    task = CaptionTask(cfg, world)
+    assert task.tokenizer.get_vocab() == start.tokenizer.get_vocab()
+    initial = task.model.state_dict()
+    for name, value in start.model.state_dict().items():
+        assert torch.equal(initial[name], value.float()), name
+    batch = task.batches(0)[0]
+    assert max(batch) < len(task.train_set.records)  # batches of images, not of captions
+    loss = task.loss(task.model, batch, torch.device("cpu"))
+    loss.backward()
+    result = fit(task, cfg, tmp_path)
+    assert result.best_metrics["score"] == result.best_metrics["correct"]
+    tuned = load_pretrained(tmp_path / "model")  # exported with the starting model's head
+    assert asdict(tuned.model.config) == asdict(start.model.config)
+
+
+def test_self_critical_with_attention_supervision_targets_the_sampled_phrases(
+    world: Path, teacher_forced: Path
+) -> None:
+    from training.captions import CaptionTask
+
+    overrides = [f"init_from={teacher_forced}", "batch_size=4"]
+    plain = CaptionTask(load_config("shapes-scst", headless(*overrides)), world)
+    supervised = CaptionTask(
+        load_config("shapes-scst", headless(*overrides, "attention_supervision=1")), world
+    )
+    batch, cpu = plain.batches(0)[0], torch.device("cpu")
+    torch.manual_seed(0)
+    without = plain.loss(plain.model.eval(), batch, cpu)
+    torch.manual_seed(0)
+    with_supervision = supervised.loss(supervised.model.eval(), batch, cpu)
+    assert with_supervision > without  # -log(mass) > 0 wherever a sample names an object
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (['model={"d_model": 16}'], "drop the model"),
+        (["image_size=32"], "trained on encoder"),
+        (["fine_tune=true"], "fine_tune=false"),
+    ],
+)
+def test_self_critical_settings_that_cannot_work_are_clear_errors(
+    world: Path, teacher_forced: Path, overrides: list[str], message: str
+) -> None:
+    from training.captions import CaptionTask
+
+    cfg = load_config("shapes-scst", headless(f"init_from={teacher_forced}", *overrides))
+    with pytest.raises(ValueError, match=message):
+        CaptionTask(cfg, world)
+
+
+def test_caption_settings_are_refused_for_vqa() -> None:
+    with pytest.raises(ValueError, match="self_critical_samples"):
+        load_config("vqa-shapes", ["self_critical_samples=5"])

@@ -50,6 +50,12 @@ def caption_is_true(parsed: ParsedCaption, objects: Sequence[WorldObject]) -> bo
     )
 
 
+def caption_is_complete(parsed: ParsedCaption, objects: Sequence[WorldObject]) -> bool:
+    """True, and naming every object: what each reference caption of the world does, so the
+    reward of self-critical training (a true caption that leaves objects out is not enough)."""
+    return caption_is_true(parsed, objects) and len(parsed.phrases) == len(objects)
+
+
 def caption_correctness(captions: Mapping[int, str], instances: Instances) -> dict[str, Any]:
     """Fraction of correct captions, overall and by the image's number of objects.
 

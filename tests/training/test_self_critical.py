@@ -1,0 +1,75 @@
+"""Self-critical training: the sampler against teacher forcing, the loss's gradient, and that
+the two together learn a reward (the caption task that uses them is tested in test_train)."""
+
+import pytest
+import torch
+from torch.nn.utils.rnn import pad_sequence
+
+from models.captioner import Captioner, CaptionerConfig
+from models.text import BOS_ID, EOS_ID, PAD_ID
+from training.self_critical import sample_with_grad, self_critical_loss
+
+CONFIG = CaptionerConfig(vocab_size=12, feat_dim=8, grid=(2, 3), d_model=16, embed_dim=8,
+                         hidden_dim=16, attn_dim=8, dropout=0.0)  # fmt: skip
+
+
+def tiny_captioner(seed: int = 0) -> Captioner:
+    torch.manual_seed(seed)
+    return Captioner(CONFIG).eval()
+
+
+def test_sampled_log_probs_are_the_teacher_forced_ones_and_stop_at_eos() -> None:
+    model = tiny_captioner()
+    features = torch.randn(3, 6, 8)  # (B, L, D)
+    samples = sample_with_grad(model, features, 4, 7, torch.Generator().manual_seed(1))
+    rows = samples.tokens.size(0)
+    assert rows == 12 and samples.alphas.shape[:2] == samples.tokens.shape
+    captions = []
+    for row, length in zip(samples.tokens, samples.mask.sum(dim=1).tolist(), strict=True):
+        ended = (row == EOS_ID).nonzero()
+        assert length == (int(ended[0]) + 1 if len(ended) else row.numel())  # mask ends at <eos>
+        captions.append(torch.cat([torch.tensor([BOS_ID]), row[:length]]))
+    padded = pad_sequence(captions, batch_first=True, padding_value=PAD_ID)  # (R, T+1)
+    logits, alphas, _ = model(features.repeat_interleave(4, 0), padded)
+    forced = logits.log_softmax(-1).gather(2, padded[:, 1:].unsqueeze(2)).squeeze(2)
+    steps = padded.size(1) - 1
+    mask = samples.mask[:, :steps]
+    assert torch.allclose(forced[mask], samples.log_probs[:, :steps][mask], atol=1e-5)
+    assert torch.allclose(alphas[mask], samples.alphas[:, :steps][mask], atol=1e-5)
+
+
+def test_loss_weighs_each_sample_by_its_reward_against_its_siblings() -> None:
+    log_probs = torch.zeros(4, 3, requires_grad=True)
+    mask = torch.tensor([[1, 1, 1], [1, 1, 0], [1, 0, 0], [1, 1, 1]], dtype=torch.bool)
+    self_critical_loss(log_probs, mask, torch.tensor([[1.0, 0.0, 0.0, 0.0]])).backward()
+    advantage = torch.tensor([1.0, -1 / 3, -1 / 3, -1 / 3])  # leave-one-out baseline
+    expected = -(advantage.unsqueeze(1) * mask) / mask.sum()
+    assert torch.allclose(log_probs.grad, expected)
+
+    same = torch.zeros(4, 3, requires_grad=True)
+    self_critical_loss(same, mask, torch.ones(1, 4)).backward()
+    assert not same.grad.any()  # nothing to learn when every sample is as good
+    with pytest.raises(ValueError, match="at least 2 samples"):
+        self_critical_loss(log_probs, mask, torch.ones(4, 1))
+
+
+def test_training_on_a_reward_makes_the_rewarded_caption_likely() -> None:
+    model = tiny_captioner(seed=3).train()
+    features = torch.randn(8, 6, 8)
+    wanted = 7  # reward: the caption starts with word 7
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.02)
+    generator = torch.Generator().manual_seed(0)
+
+    def first_word_rate() -> float:
+        samples = sample_with_grad(model, features, 8, 3, generator)
+        return (samples.tokens[:, 0] == wanted).float().mean().item()
+
+    before = first_word_rate()
+    for _ in range(60):
+        samples = sample_with_grad(model, features, 6, 3, generator)
+        rewards = (samples.tokens[:, 0] == wanted).float().view(8, 6)
+        loss = self_critical_loss(samples.log_probs, samples.mask, rewards)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert before < 0.3 and first_word_rate() > 0.8

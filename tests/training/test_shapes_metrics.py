@@ -7,11 +7,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from training.data.shapes_grammar import parse_caption
 from training.data.shapes_scene import objects_from_coco
 from training.metrics.shapes import (
     attention_peak,
     caption_correctness,
     caption_grounding,
+    caption_is_complete,
     cells_in_box,
     phrase_objects,
     vqa_grounding,
@@ -78,6 +80,25 @@ def test_a_true_caption_scores_one(caption: str, image_id: int) -> None:
 )
 def test_a_false_caption_scores_zero(caption: str, image_id: int) -> None:
     assert _accuracy(caption, image_id) == 0.0
+
+
+@pytest.mark.parametrize(
+    "caption, image_id, complete",
+    [
+        ("a large red circle left of a small blue square", 1, True),
+        ("two shapes: a red circle and a small blue square", 1, True),
+        ("a large red circle", 1, False),  # true, but the square is left out
+        ("a red circle left of a blue square and a blue square", 1, False),
+        ("a small blue circle left of a large red square", 1, False),  # as many, but false
+        ("one small green star on a plain background", 2, True),
+        ("a red circle above a large red star", 3, False),
+    ],
+)
+def test_complete_captions_are_true_and_name_every_object(
+    caption: str, image_id: int, complete: bool
+) -> None:
+    objects = objects_from_coco(INSTANCES)[image_id]
+    assert caption_is_complete(parse_caption(caption), objects) is complete
 
 
 def test_correctness_is_broken_down_by_number_of_objects() -> None:

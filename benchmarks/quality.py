@@ -98,6 +98,7 @@ def main(argv: list[str] | None = None) -> dict:
     captions = result["captions"]
     print(
         f"caption correctness {captions['correctness']['accuracy']:.3f}  "
+        f"complete {captions['correctness']['complete']:.3f}  "
         f"grounding {captions['grounding']['hit_rate']:.3f}  "
         f"BLEU-4 {captions['Bleu_4']:.3f}  METEOR {captions['METEOR']:.3f}  "
         f"ROUGE-L {captions['ROUGE_L']:.3f}  CIDEr {captions['CIDEr']:.3f}"

@@ -109,6 +109,8 @@ def test_correctness_is_broken_down_by_number_of_objects() -> None:
     assert list(result["unparseable_reasons"].values()) == [1]
     assert "fish" in next(iter(result["unparseable_reasons"]))
     assert result["accuracy"] == pytest.approx(1 / 3)
+    partial = caption_correctness({1: "a red circle", 2: "a small green star"}, INSTANCES)
+    assert (partial["accuracy"], partial["complete"]) == (1.0, 0.5)  # image 1's square left out
     assert result["by_num_objects"] == {
         1: {"accuracy": 0.0, "correct": 0, "total": 1},
         2: {"accuracy": 1.0, "correct": 1, "total": 1},

@@ -59,10 +59,13 @@ def caption_is_complete(parsed: ParsedCaption, objects: Sequence[WorldObject]) -
 def caption_correctness(captions: Mapping[int, str], instances: Instances) -> dict[str, Any]:
     """Fraction of correct captions, overall and by the image's number of objects.
 
-    Returns {"accuracy", "correct", "total", "unparseable", "unparseable_reasons" (the five
-    most common, with counts: where a model leaves the grammar), "by_num_objects": {n: {...}}}.
+    Returns {"accuracy", "correct", "total", "complete" (the fraction that is true and names
+    every object: a model cannot look correct by leaving objects out), "unparseable",
+    "unparseable_reasons" (the five most common, with counts: where a model leaves the
+    grammar), "by_num_objects": {n: {...}}}.
     """
     objects = objects_from_coco(instances)
+    complete = 0
     correct: Counter[int] = Counter()
     total: Counter[int] = Counter()
     reasons: Counter[str] = Counter()
@@ -73,8 +76,10 @@ def caption_correctness(captions: Mapping[int, str], instances: Instances) -> di
             reasons[parsed.reason] += 1
         total[len(image_objects)] += 1
         correct[len(image_objects)] += caption_is_true(parsed, image_objects)
+        complete += caption_is_complete(parsed, image_objects)
     return {
         **_rate(sum(correct.values()), sum(total.values())),
+        "complete": complete / len(captions) if captions else 0.0,
         "unparseable": sum(reasons.values()),
         "unparseable_reasons": dict(reasons.most_common(5)),
         "by_num_objects": {n: _rate(correct[n], total[n]) for n in sorted(total)},

@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed
 # apt-get needs root: use sudo when make runs as another user.
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: setup test serve browser lint format clean
+.PHONY: setup test serve browser lint format clean captioner vqa
 
 setup: $(STAMP)
 
@@ -33,6 +33,30 @@ test: setup browser lint
 
 serve: setup
 	$(VENV)/bin/glimpse serve --host 127.0.0.1 --port 8000
+
+# Retrain the bundled models from scratch on a CPU (docs/training.md): each step resumes
+# where a stopped run left off, so the target can be run again after an interruption.
+GLIMPSE := $(VENV)/bin/glimpse
+WORLD := data/shapes
+TRAIN := $(GLIMPSE) train captions --data $(WORLD) --resume
+
+$(WORLD)/annotations/captions_train.json: | setup
+	$(GLIMPSE) data shapes --out $(WORLD)
+
+captioner: $(WORLD)/annotations/captions_train.json  # about 2.5 hours on 2 cores
+	$(TRAIN) --config shapes-cpu --out runs/captions
+	$(TRAIN) --config shapes-cpu --out runs/captions epochs=9
+	$(TRAIN) --config shapes-scst --out runs/captions-scst
+	$(TRAIN) --config shapes-scst --out runs/captions-scst epochs=4
+	$(TRAIN) --config shapes-scst --out runs/captions-grounded \
+		init_from=runs/captions-scst/model attention_supervision=0.1
+	@echo "the captioner: runs/captions-grounded/model (copy it to models/pretrained/captioner)"
+
+vqa: $(WORLD)/annotations/captions_train.json  # about 40 minutes on 2 cores
+	$(GLIMPSE) train vqa --data $(WORLD) --config vqa-shapes --out runs/vqa --resume
+	$(GLIMPSE) train vqa --data $(WORLD) --config vqa-shapes --out runs/vqa-concat --resume \
+		'model={"fusion": "concat"}'
+	@echo "the VQA model: runs/vqa/model (copy it to models/pretrained/vqa); baseline: runs/vqa-concat"
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -38,12 +38,13 @@ serve: setup
 # where a stopped run left off, so the target can be run again after an interruption.
 GLIMPSE := $(VENV)/bin/glimpse
 WORLD := data/shapes
+WORLD_WRITTEN := $(WORLD)/annotations/captions_train.json
 TRAIN := $(GLIMPSE) train captions --data $(WORLD) --resume
 
-$(WORLD)/annotations/captions_train.json: | setup
+$(WORLD_WRITTEN): | setup
 	$(GLIMPSE) data shapes --out $(WORLD)
 
-captioner: $(WORLD)/annotations/captions_train.json  # about 2.5 hours on 2 cores
+captioner: $(WORLD_WRITTEN)  # about 2.5 hours on 2 cores
 	$(TRAIN) --config shapes-cpu --out runs/captions
 	$(TRAIN) --config shapes-cpu --out runs/captions epochs=9
 	$(TRAIN) --config shapes-scst --out runs/captions-scst
@@ -52,7 +53,7 @@ captioner: $(WORLD)/annotations/captions_train.json  # about 2.5 hours on 2 core
 		init_from=runs/captions-scst/model attention_supervision=0.1
 	@echo "the captioner: runs/captions-grounded/model (copy it to models/pretrained/captioner)"
 
-vqa: $(WORLD)/annotations/captions_train.json  # about 40 minutes on 2 cores
+vqa: $(WORLD_WRITTEN)  # about 40 minutes on 2 cores
 	$(GLIMPSE) train vqa --data $(WORLD) --config vqa-shapes --out runs/vqa --resume
 	$(GLIMPSE) train vqa --data $(WORLD) --config vqa-shapes --out runs/vqa-concat --resume \
 		'model={"fusion": "concat"}'

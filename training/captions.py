@@ -54,7 +54,7 @@ class CaptionTask:
         encoder = build_encoder(cfg)
         grid = encoder.grid_size(cfg.image_size)
         if cfg.init_from:
-            head, self.tokenizer = start_from(cfg, cfg.init_from)
+            head, self.tokenizer = start_from(cfg)
         else:
             self.tokenizer = build_vocabulary(train, cfg.min_word_count)
             config = CaptionerConfig(len(self.tokenizer), encoder.out_dim, grid, **cfg.model)
@@ -68,8 +68,6 @@ class CaptionTask:
         self.targets = self.train_objects = None
         if cfg.attention_supervision or cfg.self_critical_samples:
             self.train_objects = train_instances(data)
-        if cfg.self_critical_samples and cfg.fine_tune:
-            raise ValueError("self-critical training reads cached grids: set fine_tune=false")
         if cfg.attention_supervision and not cfg.self_critical_samples:
             self.targets = attention_targets(self.train_set, self.train_objects, grid)
 
@@ -204,8 +202,9 @@ def train_instances(data: Path) -> dict[int, list[WorldObject]]:
     return objects_from_coco(json.loads(instances.read_text()))
 
 
-def start_from(cfg: TrainConfig, path: str) -> tuple[Captioner, PreTrainedTokenizerFast]:
-    """The head and vocabulary of an exported captioner, to go on training it."""
+def start_from(cfg: TrainConfig) -> tuple[Captioner, PreTrainedTokenizerFast]:
+    """The head and vocabulary of the exported captioner `cfg.init_from`, to go on training it."""
+    path = cfg.init_from
     if cfg.model:
         raise ValueError("init_from brings the model's own config: drop the model=... setting")
     checkpoint = load_pretrained(path)

@@ -58,6 +58,8 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        if self.self_critical_samples and self.fine_tune:
+            raise ValueError("self-critical training reads cached grids: set fine_tune=false")
         if self.task != "captions":
             defaults = TrainConfig()
             unused = [k for k in CAPTION_ONLY if getattr(self, k) != getattr(defaults, k)]

@@ -23,6 +23,22 @@ class Caption:
     alphas: Tensor  # (len(tokens), L): one attention map per word
 
 
+@dataclass(frozen=True)
+class DecodeOptions:
+    """How to decode: beams of the search (1 = greedy) and the most words per caption."""
+
+    beam_size: int = 3
+    max_len: int = 20
+    length_penalty: float = 0.0
+
+
+def decode_captions(model: Captioner, features: Tensor, options: DecodeOptions) -> list[Caption]:
+    """The one entry point the service, training and benchmarks decode through."""
+    if options.beam_size == 1:
+        return greedy(model, features, options.max_len)
+    return beam_search(model, features, options.beam_size, options.max_len, options.length_penalty)
+
+
 def words_and_maps(
     caption: Caption, tokenizer: PreTrainedTokenizerFast, grid: tuple[int, int]
 ) -> tuple[list[str], np.ndarray]:

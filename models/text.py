@@ -6,11 +6,14 @@ shown per word, so a word must be one token. Wrapping the `tokenizers` object as
 """
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+import torch
 from tokenizers import Tokenizer, normalizers, pre_tokenizers
 from tokenizers.models import WordLevel
+from torch import Tensor
+from torch.nn.utils.rnn import pad_sequence
 from transformers import PreTrainedTokenizerFast
 
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
@@ -67,6 +70,13 @@ def encode(tokenizer: PreTrainedTokenizerFast, text: str, add_special: bool = Tr
     """Word ids of `text`, framed by <bos> ... <eos> for the caption decoder."""
     ids = tokenizer.backend_tokenizer.encode(text, add_special_tokens=False).ids
     return [BOS_ID, *ids, EOS_ID] if add_special else ids
+
+
+def pad_questions(questions: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
+    """Questions' ids padded with <pad> to the longest, and their lengths: (Q, T), (Q,)."""
+    padded = pad_sequence(list(questions), batch_first=True, padding_value=PAD_ID)  # (Q, T)
+    lengths = torch.tensor([len(q) for q in questions], dtype=torch.long)  # (Q,)
+    return padded, lengths
 
 
 def decode(tokenizer: PreTrainedTokenizerFast, ids: Iterable[int]) -> list[str]:

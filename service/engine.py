@@ -16,10 +16,10 @@ from PIL import Image
 from torch import Tensor
 
 from models.checkpoint import Checkpoint, EncoderSpec, load_pretrained
-from models.decoding import beam_search, greedy, words_and_maps
+from models.decoding import DecodeOptions, decode_captions, words_and_maps
 from models.encoder import Encoder
 from models.preprocess import images_to_batch
-from models.text import UNK_ID, encode
+from models.text import UNK_ID, encode, pad_questions
 
 
 @dataclass
@@ -112,10 +112,7 @@ class Engine:
         features = features or self.encode(images)
         grid = features[self._keys["captioner"]]  # (B, L, D)
         model, tokenizer = self.captioner.model, self.captioner.tokenizer
-        if beam_size == 1:
-            captions = greedy(model, grid, max_length)
-        else:
-            captions = beam_search(model, grid, beam_size, max_length)
+        captions = decode_captions(model, grid, DecodeOptions(beam_size, max_length))
         results = []
         for c in captions:
             words, maps = words_and_maps(c, tokenizer, model.config.grid)
@@ -142,10 +139,7 @@ class Engine:
         if not flat:
             return [[] for _ in questions]
         ids = [encode(self.vqa.tokenizer, q, add_special=False) or [UNK_ID] for q in flat]
-        lengths = torch.tensor([len(x) for x in ids])
-        padded = torch.zeros(len(ids), int(lengths.max()), dtype=torch.long)  # (Q, T)
-        for row, x in enumerate(ids):
-            padded[row, : len(x)] = torch.tensor(x)
+        padded, lengths = pad_questions([torch.tensor(x) for x in ids])  # (Q, T), (Q,)
         logits, maps, _ = self.vqa.model(grid[owner], padded, lengths)  # (Q, N), (Q, G, L)
         probs = logits.softmax(dim=-1)
         k = min(top_k, probs.size(1))

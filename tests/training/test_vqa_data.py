@@ -1,7 +1,6 @@
 """VQA v2 loaders, the answer vocabulary, soft targets and the VQA training dataset."""
 
 import json
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -212,7 +211,7 @@ def test_collate_vqa(vqa_train_records, vqa_feature_cache: FeatureCache) -> None
     tokenizer = build_question_vocabulary(vqa_train_records)
     vocab = AnswerVocab.from_records(vqa_train_records)
     dataset = VQADataset(vqa_train_records, tokenizer, vocab, features=vqa_feature_cache)
-    loader = DataLoader(dataset, batch_size=4, collate_fn=partial(collate_vqa, pad_id=PAD_ID))
+    loader = DataLoader(dataset, batch_size=4, collate_fn=collate_vqa)
     batch = next(iter(loader))
     assert batch.lengths.tolist() == [5, 5, 5, 6]
     assert batch.questions.shape == (4, 6)

@@ -22,11 +22,10 @@ from typing import NamedTuple
 import torch
 from PIL import Image
 from torch import Tensor
-from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import Dataset
 from transformers import PreTrainedTokenizerFast
 
-from models.text import PAD_ID, build_tokenizer, encode, words
+from models.text import build_tokenizer, encode, pad_questions, words
 from training.data.coco import DatasetFormatError, FeatureStore, ImageSource
 from training.metrics.vqa import normalize_answer
 
@@ -254,14 +253,14 @@ class VQADataset(Dataset):
         target = self.answers.soft_target(record.answers)  # (N,)
         return image, self.question_tokens[index], target, record.question_id
 
-    def batch(self, indices: Sequence[int], pad_id: int = PAD_ID) -> "VQABatch":
+    def batch(self, indices: Sequence[int]) -> "VQABatch":
         """`collate_vqa` of these examples, reading their cached grids in one gather."""
         records = [self.records[i] for i in indices]
-        questions = [self.question_tokens[i] for i in indices]
+        questions, lengths = pad_questions([self.question_tokens[i] for i in indices])
         return VQABatch(
             inputs=self.source.many([r.image_id for r in records], [r.path for r in records]),
-            questions=pad_sequence(questions, batch_first=True, padding_value=pad_id),
-            lengths=torch.tensor([len(q) for q in questions], dtype=torch.long),
+            questions=questions,
+            lengths=lengths,
             targets=torch.stack([self.answers.soft_target(r.answers) for r in records]),
             question_ids=torch.tensor([r.question_id for r in records], dtype=torch.long),
         )
@@ -269,21 +268,20 @@ class VQADataset(Dataset):
 
 class VQABatch(NamedTuple):
     inputs: Tensor  # (B, L, D) grids or (B, 3, H, W) images
-    questions: Tensor  # (B, T) ids, padded with pad_id
+    questions: Tensor  # (B, T) ids, padded with <pad>
     lengths: Tensor  # (B,) question lengths
     targets: Tensor  # (B, N) soft scores
     question_ids: Tensor  # (B,)
 
 
-def collate_vqa(
-    batch: Sequence[tuple[Tensor, Tensor, Tensor, int]], pad_id: int = PAD_ID
-) -> VQABatch:
+def collate_vqa(batch: Sequence[tuple[Tensor, Tensor, Tensor, int]]) -> VQABatch:
     """Pad questions to the longest in the batch and stack the rest."""
     inputs, questions, targets, question_ids = zip(*batch, strict=True)
+    padded, lengths = pad_questions(questions)
     return VQABatch(
         inputs=torch.stack(inputs),
-        questions=pad_sequence(list(questions), batch_first=True, padding_value=pad_id),
-        lengths=torch.tensor([len(q) for q in questions], dtype=torch.long),
+        questions=padded,
+        lengths=lengths,
         targets=torch.stack(targets),
         question_ids=torch.tensor(question_ids, dtype=torch.long),
     )

@@ -1,0 +1,61 @@
+"""The API answers byte for byte as it did when `golden/bundled.json` was written.
+
+A refactor of the service or the API must not change what a client receives for the same
+image and the same bundled models: the caption, every attention value, the answers, the model
+cards and the overlay PNG. Timings are the only fields left out. Rewrite the file on purpose
+(and say why in the commit) when a change of output is intended.
+"""
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from api.app import create_app
+from service.settings import Settings
+
+GOLDEN = Path(__file__).parent / "golden"
+QUESTIONS = ["what color is the circle?", "how many shapes are there?"]
+
+
+@pytest.fixture(scope="module")
+def bundled(serve_app):
+    return serve_app(create_app(Settings()))
+
+
+@pytest.fixture(scope="module")
+def expected() -> dict:
+    return json.loads((GOLDEN / "bundled.json").read_text())
+
+
+def _files() -> dict:
+    return {"image": ("scene.png", (GOLDEN / "scene.png").read_bytes(), "image/png")}
+
+
+def _without_timing(response) -> dict:
+    assert response.status_code == 200, response.text
+    body = response.json()
+    body.pop("timing_ms")
+    return body
+
+
+def test_caption_json_is_unchanged(bundled, expected: dict) -> None:
+    with bundled.client() as client:
+        body = _without_timing(client.post("/v1/captions", files=_files()))
+    assert json.dumps(body, sort_keys=True) == json.dumps(expected["captions"], sort_keys=True)
+
+
+def test_vqa_json_is_unchanged(bundled, expected: dict) -> None:
+    with bundled.client() as client:
+        response = client.post("/v1/vqa", files=_files(), data={"question": QUESTIONS})
+    body = _without_timing(response)
+    assert json.dumps(body, sort_keys=True) == json.dumps(expected["vqa"], sort_keys=True)
+
+
+def test_models_and_overlay_are_unchanged(bundled, expected: dict) -> None:
+    with bundled.client() as client:
+        assert client.get("/v1/models").json() == expected["models"]
+        overlay = client.post("/v1/captions/overlay", files=_files())
+    assert overlay.status_code == 200
+    assert hashlib.sha256(overlay.content).hexdigest() == expected["overlay_sha256"]

@@ -15,6 +15,7 @@ COPY pyproject.toml README.md ./
 RUN python -c "import re, tomllib; deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']; print('\n'.join(d for d in deps if re.match(r'torch(vision)?\b', d)))" > torch.txt \
     && pip install --index-url "$TORCH_INDEX_URL" -r torch.txt
 COPY models ./models
+COPY drawing ./drawing
 COPY training ./training
 COPY service ./service
 COPY api ./api

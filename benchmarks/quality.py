@@ -17,8 +17,8 @@ from pathlib import Path
 import torch
 
 from api.commands.evaluate import answer_split, caption_split
+from drawing.overlays import contact_sheet
 from service.engine import Engine
-from service.overlays import contact_sheet
 from service.settings import Settings
 from training.data.coco import load_caption_split
 from training.data.shapes import generate

@@ -9,11 +9,11 @@ from PIL import Image
 from torch import Tensor, nn
 from transformers import PreTrainedTokenizerFast
 
+from drawing.overlays import contact_sheet
 from models.captioner import Captioner, CaptionerConfig, attention_penalty, attention_supervision
 from models.checkpoint import load_pretrained
 from models.decoding import Caption, beam_search, greedy, words_and_maps
 from models.text import PAD_ID, decode
-from service.overlays import contact_sheet
 from training.config import TrainConfig
 from training.data.coco import (
     CaptionDataset,

@@ -6,8 +6,8 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
+from drawing.overlays import contact_sheet
 from models.vqa import VQAConfig, VQAModel
-from service.overlays import contact_sheet
 from training.config import TrainConfig
 from training.data.vqa import (
     AnswerVocab,

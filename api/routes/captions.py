@@ -16,10 +16,10 @@ from api.deps import (
     decode_and_run,
 )
 from api.schemas import CaptionResponse, Timing, Token, error_responses
+from drawing.overlays import contact_sheet, to_png_bytes
 from service.batcher import CaptionJob, Completed
 from service.engine import CaptionResult, as_lists
 from service.errors import NotReady
-from service.overlays import contact_sheet, to_png_bytes
 from service.settings import Settings
 
 router = APIRouter(prefix="/v1", tags=["captions"])

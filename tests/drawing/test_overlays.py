@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from service.overlays import attention_overlay, colormap, contact_sheet, to_png_bytes
+from drawing.overlays import attention_overlay, colormap, contact_sheet, to_png_bytes
 
 GRID = 7
 CELL = 20  # pixels per grid cell in the test image

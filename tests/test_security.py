@@ -137,7 +137,7 @@ def test_weights_are_safetensors_and_configs_json() -> None:
         for node in ast.walk(ast.parse(path.read_text()))
         if isinstance(node, ast.Call) and _dotted(node.func).endswith("torch.load")
     ]
-    assert [path for path, _ in loads] == ["models/encoder.py"]
+    assert [path for path, _ in loads] == ["models/encoders/_weights.py"]
     checkpoint = (ROOT / "models" / "checkpoint.py").read_text()
     assert "safetensors" in checkpoint and "json" in checkpoint
 

@@ -19,7 +19,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from models.encoder import Encoder
+from models.encoders import Encoder, encode_in_chunks
 from models.preprocess import image_to_tensor
 
 
@@ -154,7 +154,7 @@ def build_feature_cache(
             tqdm(total=shape[0], desc=f"features {split}", unit="img") as bar,
         ):
             for images in loader:
-                grids, _ = encoder(images.to(device))  # (B, L, D)
+                grids, _ = encode_in_chunks(encoder, images.to(device))  # (B, L, D)
                 features[row : row + len(grids)] = grids.cpu().numpy().astype(np.float16)
                 row += len(grids)
                 bar.update(len(grids))

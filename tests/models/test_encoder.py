@@ -5,7 +5,14 @@ import torch
 from PIL import Image
 from skimage import data
 
-from models.encoder import create_encoder, list_encoders, tf_same_padding
+from models.encoders import (
+    CPU_CHUNK,
+    create_encoder,
+    encode_in_chunks,
+    list_encoders,
+    register_encoder,
+)
+from models.encoders._layers import tf_same_padding
 from models.preprocess import image_to_tensor, images_to_batch
 
 # ImageNet classes a photo of a coffee cup may fairly be called.
@@ -32,6 +39,22 @@ def test_every_encoder_gives_a_stride16_grid(name):
     assert grid.shape == (2, h * w, encoder.out_dim)
     assert torch.isfinite(grid).all()
     assert grid.std() > 0
+
+
+@pytest.mark.parametrize("name", list_encoders())
+def test_chunked_inference_gives_the_grid_of_one_batch(name):
+    encoder = build(name).fold_batchnorm()
+    images = torch.rand(CPU_CHUNK + 2, 3, 64, 64)  # one full chunk and a partial one
+    with torch.inference_mode():
+        grid, hw = encoder(images)
+        chunked, chunked_hw = encode_in_chunks(encoder, images)
+    assert chunked_hw == hw
+    torch.testing.assert_close(chunked, grid)
+
+
+def test_a_name_registers_once():
+    with pytest.raises(ValueError, match="already registered"):
+        register_encoder("tiny")(create_encoder)
 
 
 @pytest.mark.parametrize("size", [224, 250])

@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from models.encoder import create_encoder
+from models.encoders import create_encoder
 from models.preprocess import images_to_batch
 from training.features import (
     FeatureCache,

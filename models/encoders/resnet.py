@@ -1,0 +1,71 @@
+"""torchvision ResNet-50/101 as stride-16 encoders; they load a torchvision state dict you
+provide (nothing is downloaded)."""
+
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import nn
+
+from models.encoders._base import Encoder
+from models.encoders._registry import register_encoder
+from models.encoders._weights import load_state_dict_file
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class ResNetEncoder(Encoder):
+    """Stride-16 grid: layer3 (1024 ch), or layer4 dilated (2048 ch) when `dilated`."""
+
+    def __init__(self, name: str, net: torchvision.models.ResNet, dilated: bool) -> None:
+        last = net.layer4 if dilated else net.layer3
+        super().__init__(
+            name=name,
+            out_dim=last[-1].conv3.out_channels,
+            stride=16,
+            mean=IMAGENET_MEAN,
+            std=IMAGENET_STD,
+            layers=(4,) if dilated else (3,),
+        )
+        stages = [net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3]
+        self.body = nn.Sequential(*stages, *([net.layer4] if dilated else []))
+
+    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)  # (B, out_dim, H/16, W/16)
+
+
+def _resnet(
+    name: str,
+    build: Callable[..., torchvision.models.ResNet],
+    pretrained: bool,
+    weights: str | Path | None,
+    dilated: bool,
+) -> ResNetEncoder:
+    state = None
+    if pretrained:
+        if weights is None:
+            raise ValueError(
+                f"{name}: pretrained=True needs weights=<path to a torchvision {name} "
+                "state_dict> (nothing is downloaded); or pass pretrained=False"
+            )
+        state = load_state_dict_file(weights)
+    net = build(weights=None, replace_stride_with_dilation=[False, False, dilated])
+    if state is not None:
+        net.load_state_dict(state, strict=True)
+    return ResNetEncoder(name, net, dilated)
+
+
+@register_encoder("resnet50")
+def resnet50(
+    pretrained: bool = True, weights: str | Path | None = None, dilated: bool = False
+) -> ResNetEncoder:
+    return _resnet("resnet50", torchvision.models.resnet50, pretrained, weights, dilated)
+
+
+@register_encoder("resnet101")
+def resnet101(
+    pretrained: bool = True, weights: str | Path | None = None, dilated: bool = False
+) -> ResNetEncoder:
+    return _resnet("resnet101", torchvision.models.resnet101, pretrained, weights, dilated)

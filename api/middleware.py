@@ -132,7 +132,7 @@ class TextPartChecker:
         self._part: dict[bytes, bytes] | None = None  # options of the text part being read
         self._parser: MultipartParser | None = MultipartParser(
             boundary,
-            {  # type: ignore[arg-type]
+            {
                 "on_header_field": lambda data, a, b: self._header.extend(data[a:b]),
                 "on_header_value": self._on_header_value,
                 "on_header_end": self._header.clear,

@@ -7,14 +7,18 @@ row by row: a caption word has one (height, width) map, an answer one map per gl
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.config import JsonDict, JsonValue
+
+from service.inference import Timings
 
 Grid = tuple[int, int]
 Map2D = list[list[float]]
 
 # A 2 x 2 grid keeps the examples readable; real grids are e.g. 16 x 16.
-_MAP = [[0.6121, 0.2034], [0.1302, 0.0543]]
-_MAP_B = [[0.0714, 0.1122], [0.2538, 0.5626]]
-_TIMING = {"decode": 1.9, "queue": 4.2, "inference": 38.5, "total": 45.3}
+# Typed as JSON, the type of `json_schema_extra`: a list[list[float]] is not a list[JsonValue].
+_MAP: JsonValue = [[0.6121, 0.2034], [0.1302, 0.0543]]
+_MAP_B: JsonValue = [[0.0714, 0.1122], [0.2538, 0.5626]]
+_TIMING: JsonDict = {"decode": 1.9, "queue": 4.2, "inference": 38.5, "total": 45.3}
 
 
 class ErrorDetail(BaseModel):
@@ -61,12 +65,12 @@ class Timing(BaseModel):
     total: float
 
     @classmethod
-    def from_seconds(cls, decode: float, queue: float, inference: float, total: float) -> "Timing":
+    def of(cls, timings: Timings, total_seconds: float) -> "Timing":
         return cls(
-            decode=round(decode * 1e3, 1),
-            queue=round(queue * 1e3, 1),
-            inference=round(inference * 1e3, 1),
-            total=round(total * 1e3, 1),
+            decode=round(timings.decode * 1e3, 1),
+            queue=round(timings.queue * 1e3, 1),
+            inference=round(timings.batch * 1e3, 1),
+            total=round(total_seconds * 1e3, 1),
         )
 
 
@@ -154,6 +158,10 @@ class VQAResponse(BaseModel):
 
 
 class ModelCard(BaseModel):
+    """`service.cards.ModelCard` as JSON: `ModelCard.model_validate(card)`."""
+
+    model_config = ConfigDict(from_attributes=True)
+
     id: str = Field(description="directory name and a digest of its files")
     task: Literal["captioning", "vqa"]
     encoder: str

@@ -3,7 +3,7 @@
 The event loop only enqueues and awaits; one thread owns the model, so torch never runs two
 passes at once and never blocks the loop. A batch starts with the first waiting request and
 takes whatever else arrives within `max_wait_s`, up to `max_batch_size`. The queue is bounded:
-when it is full, `submit` raises `Busy` at once, so overload turns into quick 503s instead of
+when it is full, `submit` raises `Busy` at once, so overload turns into quick refusals instead of
 requests that time out after waiting. A request cancelled while waiting (its client went
 away) leaves the queue immediately and is never computed.
 """
@@ -12,15 +12,12 @@ import asyncio
 import logging
 import threading
 import time
-from collections import defaultdict, deque
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from PIL import Image
-
-from service.engine import AnswerResult, CaptionResult, Engine
 from service.errors import Busy, NotReady
 from service.metrics import Metrics
 
@@ -169,72 +166,3 @@ class MicroBatcher(Generic[Job, Result]):
             for item, result in zip(batch, results, strict=True):
                 waited = started - item.enqueued
                 item.future.set_result(Completed(result, waited, elapsed, len(batch)))
-
-
-@dataclass(frozen=True)
-class CaptionJob:
-    image: Image.Image
-    beam_size: int
-    max_length: int
-
-
-@dataclass(frozen=True)
-class AnswerJob:
-    image: Image.Image
-    questions: tuple[str, ...]
-    top_k: int
-
-
-EngineJob = CaptionJob | AnswerJob
-EngineResult = CaptionResult | list[AnswerResult]
-
-
-def run_jobs(
-    engine: Engine, jobs: list[EngineJob], metrics: Metrics | None = None
-) -> list[EngineResult]:
-    """One encoder pass for every image of the batch, then each head on its share of it.
-
-    Captions are decoded together per (beam size, max length), since one beam search runs
-    with one setting; all questions go through the VQA head at once with the largest top-k.
-    """
-    images = [job.image for job in jobs]
-    features = _timed(metrics, "encode", len(jobs), engine.encode, images)
-    results: list[EngineResult | None] = [None] * len(jobs)
-
-    caption_groups: dict[tuple[int, int], list[int]] = defaultdict(list)
-    for i, job in enumerate(jobs):
-        if isinstance(job, CaptionJob):
-            caption_groups[(job.beam_size, job.max_length)].append(i)
-    for (beam_size, max_length), rows in caption_groups.items():
-        picked, grids = [images[i] for i in rows], _rows(features, rows)
-        captions = _timed(
-            metrics, "caption", len(rows), engine.caption, picked, beam_size, max_length, grids
-        )
-        for i, caption in zip(rows, captions, strict=True):
-            results[i] = caption
-
-    rows = [i for i, job in enumerate(jobs) if isinstance(job, AnswerJob)]
-    if rows:
-        asked: list[AnswerJob] = [jobs[i] for i in rows]
-        questions = [list(job.questions) for job in asked]
-        top_k = max(job.top_k for job in asked)
-        picked, grids = [job.image for job in asked], _rows(features, rows)
-        answers = _timed(metrics, "vqa", len(rows), engine.answer, picked, questions, top_k, grids)
-        for i, job, per_image in zip(rows, asked, answers, strict=True):
-            results[i] = [replace(a, top_k=a.top_k[: job.top_k]) for a in per_image]
-    return results
-
-
-def _rows(features: dict, rows: list[int]) -> dict:
-    """The encoder grids of some images of the batch: {key: (len(rows), L, D)}."""
-    return {key: grid[rows] for key, grid in features.items()}
-
-
-def _timed(metrics: Metrics | None, task: str, size: int, work: Callable, *args):
-    """Run `work(*args)`, recording its duration and batch size under `task`."""
-    started = time.perf_counter()
-    result = work(*args)
-    if metrics is not None:
-        metrics.inference_duration.labels(task).observe(time.perf_counter() - started)
-        metrics.batch_size.labels(task).observe(size)
-    return result

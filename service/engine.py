@@ -15,11 +15,13 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from models.captioner import Captioner
 from models.checkpoint import Checkpoint, EncoderSpec, load_pretrained
 from models.decoding import DecodeOptions, decode_captions, words_and_maps
-from models.encoder import Encoder
+from models.encoders import Encoder, encode_in_chunks
 from models.preprocess import images_to_batch
 from models.text import UNK_ID, encode, pad_questions
+from models.vqa import VQAModel
 
 
 @dataclass
@@ -89,13 +91,14 @@ class Engine:
     @property
     def grids(self) -> dict[str, tuple[int, int]]:
         heads = {"captioner": self.captioner, "vqa": self.vqa}
-        return {kind: tuple(c.model.config.grid) for kind, c in heads.items() if c is not None}
+        return {kind: c.model.config.grid for kind, c in heads.items() if c is not None}
 
     @torch.inference_mode()
     def encode(self, images: Sequence[Image.Image]) -> dict[tuple, Tensor]:
         """The grid (B, L, D) of every distinct encoder the loaded heads need."""
+        # In chunks of a few images on CPU: measured faster than one pass (encode_in_chunks).
         return {
-            key: encoder(images_to_batch(images, size))[0]
+            key: encode_in_chunks(encoder, images_to_batch(images, size))[0]
             for key, (encoder, size) in self._encoders.items()
         }
 
@@ -112,6 +115,10 @@ class Engine:
         features = features or self.encode(images)
         grid = features[self._keys["captioner"]]  # (B, L, D)
         model, tokenizer = self.captioner.model, self.captioner.tokenizer
+        if not isinstance(model, Captioner):
+            raise TypeError(
+                f"{self.captioner.name} is a {self.captioner.kind} model, not a captioner"
+            )
         captions = decode_captions(model, grid, DecodeOptions(beam_size, max_length))
         results = []
         for c in captions:
@@ -130,6 +137,9 @@ class Engine:
         """Answers to questions[i] about images[i]; all questions go through one forward pass."""
         if self.vqa is None:
             raise RuntimeError("no VQA model is loaded")
+        model, answers = self.vqa.model, self.vqa.answers
+        if not isinstance(model, VQAModel) or answers is None:
+            raise TypeError(f"{self.vqa.name} is a {self.vqa.kind} model, not a VQA model")
         if len(images) != len(questions):
             raise ValueError("one list of questions per image")
         features = features or self.encode(images)
@@ -140,12 +150,11 @@ class Engine:
             return [[] for _ in questions]
         ids = [encode(self.vqa.tokenizer, q, add_special=False) or [UNK_ID] for q in flat]
         padded, lengths = pad_questions([torch.tensor(x) for x in ids])  # (Q, T), (Q,)
-        logits, maps, _ = self.vqa.model(grid[owner], padded, lengths)  # (Q, N), (Q, G, L)
+        logits, maps, _ = model(grid[owner], padded, lengths)  # (Q, N), (Q, G, L)
         probs = logits.softmax(dim=-1)
         k = min(top_k, probs.size(1))
         top_p, top_i = probs.topk(k, dim=1)
-        h, w = self.vqa.model.config.grid
-        answers = self.vqa.answers
+        h, w = model.config.grid
         results: list[list[AnswerResult]] = [[] for _ in questions]
         for row, question in enumerate(flat):
             ranked = [(answers[i], float(p)) for p, i in zip(top_p[row], top_i[row], strict=True)]

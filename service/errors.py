@@ -1,15 +1,14 @@
-"""Typed errors of the service, mapped to JSON by one exception handler in the API.
+"""Typed errors of the service, each with a stable snake_case `code` that clients can switch on.
 
-Each class carries its HTTP status and a stable snake_case `code` that clients can switch on;
-the `message` is for people and names what is wrong. Extra machine-readable fields (the limit
-that was hit, the offending field) travel in `details()` so that the handler stays generic.
+The `message` is for people and names what is wrong. Extra machine-readable fields (the limit
+that was hit, the offending field) travel in `details()`. How an error reaches a client (its
+HTTP status, its headers) is the API's business, not the service's.
 """
 
 
 class GlimpseError(Exception):
     """Base of the errors raised on purpose; anything else reaching the API is a bug."""
 
-    status: int = 500
     code: str = "internal_error"
 
     def __init__(self, message: str) -> None:
@@ -17,19 +16,11 @@ class GlimpseError(Exception):
         self.message = message
 
     def details(self) -> dict[str, object]:
-        """Extra fields next to `code` and `message` in the JSON body."""
+        """Extra fields next to `code` and `message` when the error is reported."""
         return {}
-
-    def headers(self) -> dict[str, str]:
-        """HTTP headers the response must carry (Retry-After, WWW-Authenticate)."""
-        return {}
-
-    def to_dict(self) -> dict[str, dict[str, object]]:
-        return {"error": {"code": self.code, "message": self.message, **self.details()}}
 
 
 class ImageTooLarge(GlimpseError):
-    status = 413
     code = "image_too_large"
 
     def __init__(self, max_bytes: int) -> None:
@@ -43,7 +34,6 @@ class ImageTooLarge(GlimpseError):
 class ImageTooManyPixels(GlimpseError):
     """Decompression-bomb guard: the header declares more pixels than we agree to decode."""
 
-    status = 413
     code = "image_too_many_pixels"
 
     def __init__(
@@ -60,7 +50,6 @@ class ImageTooManyPixels(GlimpseError):
 
 
 class UnsupportedImageType(GlimpseError):
-    status = 415
     code = "unsupported_image_type"
 
     def __init__(self, message: str, allowed: frozenset[str] = frozenset()) -> None:
@@ -74,12 +63,10 @@ class UnsupportedImageType(GlimpseError):
 class InvalidImage(GlimpseError):
     """The bytes claim a supported format but cannot be decoded (empty, truncated, corrupt)."""
 
-    status = 400
     code = "invalid_image"
 
 
 class InvalidField(GlimpseError):
-    status = 422
     code = "invalid_field"
 
     def __init__(self, field: str, message: str) -> None:
@@ -93,7 +80,6 @@ class InvalidField(GlimpseError):
 class Busy(GlimpseError):
     """The work queue is full: shed load now instead of letting latency pile up."""
 
-    status = 503
     code = "busy"
 
     def __init__(self, retry_after: int, message: str = "server is busy, retry later") -> None:
@@ -103,25 +89,9 @@ class Busy(GlimpseError):
     def details(self) -> dict[str, object]:
         return {"retry_after": self.retry_after}
 
-    def headers(self) -> dict[str, str]:
-        return {"Retry-After": str(self.retry_after)}
-
 
 class NotReady(GlimpseError):
-    status = 503
     code = "not_ready"
 
     def __init__(self, message: str = "models are still loading") -> None:
         super().__init__(message)
-
-
-class Unauthorized(GlimpseError):
-    status = 401
-    code = "unauthorized"
-
-    def __init__(self, message: str = "missing or invalid API key") -> None:
-        super().__init__(message)
-
-    def headers(self) -> dict[str, str]:
-        # RFC 9110 section 15.5.2: a 401 must name the scheme that would succeed.
-        return {"WWW-Authenticate": "Bearer"}

@@ -14,7 +14,7 @@ How unrecognised bytes are classified (the API contract):
 
 import io
 from collections.abc import AsyncIterable, AsyncIterator
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -46,24 +46,33 @@ _SNIFF_BYTES = 16  # what Pillow's `Image.open` hands to each format's signature
 _WHITE = (255, 255, 255, 255)
 
 
+@runtime_checkable
 class AsyncReadable(Protocol):
     """What `starlette.datastructures.UploadFile` offers: `await file.read(size)`."""
 
     async def read(self, size: int = -1) -> bytes: ...
 
 
+ImageSource = bytes | AsyncReadable | AsyncIterable[bytes]
+
+
 async def read_limited(
-    source: AsyncReadable | AsyncIterable[bytes],
+    source: ImageSource,
     max_bytes: int = MAX_IMAGE_BYTES,
     chunk_size: int = READ_CHUNK_BYTES,
 ) -> bytes:
     """Read an upload, stopping at the first chunk that crosses `max_bytes`.
 
     Checking while reading bounds memory by the limit (plus one chunk) whatever the client
-    sends; checking after reading would buffer a multi-gigabyte body first.
-    `source` is an `UploadFile`-like object or an async iterator of chunks (`request.stream()`).
+    sends; checking after reading would buffer a multi-gigabyte body first. `source` is an
+    `UploadFile`-like object, an async iterator of chunks (`request.stream()`), or bytes
+    already in memory (checked all the same, so every caller gets the one limit).
     """
-    chunks = _read_chunks(source, chunk_size) if hasattr(source, "read") else source
+    if isinstance(source, bytes):
+        if len(source) > max_bytes:
+            raise ImageTooLarge(max_bytes)
+        return source
+    chunks = _read_chunks(source, chunk_size) if isinstance(source, AsyncReadable) else source
     data = bytearray()
     async for chunk in chunks:
         data += chunk

@@ -2,11 +2,17 @@
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from api.commands._errors import fail
 from service.settings import Settings
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from service.engine import Engine
 
 ModelOption = Annotated[
     Path | None, typer.Option("--model", help="model directory (default: the bundled model)")
@@ -14,12 +20,7 @@ ModelOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="one JSON object per line")]
 
 
-def fail(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code=2)
-
-
-def _load_images(paths: list[Path]) -> list:
+def _load_images(paths: list[Path]) -> "list[Image.Image]":
     from service.errors import GlimpseError
     from service.images import decode_image
 
@@ -34,13 +35,14 @@ def _load_images(paths: list[Path]) -> list:
     return images
 
 
-def load_engine(caption_dir: Path | None, vqa_dir: Path | None):
-    """The engine for these model directories, or a one-line error and exit code 2."""
+def open_engine(caption_dir: Path | None, vqa_dir: Path | None) -> "Engine":
+    """The server's loader on these directories, without its warm-up (one run is all a
+    command needs); a model that does not load is a one-line error and exit code 2."""
     from models.checkpoint import CheckpointError
-    from service.engine import Engine
+    from service.loading import load_engine
 
     try:
-        return Engine.from_dirs(caption_dir, vqa_dir, Settings().torch_threads)
+        return load_engine(Settings(caption_model=caption_dir, vqa_model=vqa_dir), warm_up=False)
     except CheckpointError as exc:
         raise fail(f"cannot load model: {exc}") from exc
 
@@ -57,7 +59,7 @@ def caption(
     from service.engine import as_lists
 
     decoded = _load_images(images)
-    engine = load_engine(model or Settings().caption_model, None)
+    engine = open_engine(model or Settings().caption_model, None)
     grid = list(engine.grids["captioner"])
     for start in range(0, len(decoded), batch_size):
         batch = decoded[start : start + batch_size]
@@ -87,7 +89,7 @@ def ask(
     from service.engine import as_lists
 
     decoded = _load_images([image])
-    engine = load_engine(None, model or Settings().vqa_model)
+    engine = open_engine(None, model or Settings().vqa_model)
     result = engine.answer(decoded, [[question]], top_k=top_k)[0][0]
     if not as_json:
         typer.echo(result.answer)

@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 
-from api.commands.predict import fail
+from api.commands._errors import fail
 
 app = typer.Typer(help="Data sets of COCO's size for scale tests.", no_args_is_help=True)
 

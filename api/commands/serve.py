@@ -1,7 +1,7 @@
 """`glimpse serve`: the HTTP API and the web page, with settings from GLIMPSE_* variables."""
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -29,7 +29,13 @@ def serve(
     from api.app import create_app
     from service.settings import Settings
 
-    overrides = {"host": host, "port": port, "caption_model": caption_model, "vqa_model": vqa_model}
+    # Only the options given override GLIMPSE_* variables; pydantic validates the values.
+    overrides: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "caption_model": caption_model,
+        "vqa_model": vqa_model,
+    }
     try:
         settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:

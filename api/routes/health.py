@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter, Response
 
-from api.deps import StateDep
+from api.deps import InferenceDep, StateDep
 from api.schemas import Health, Readiness, error_responses
 
 router = APIRouter(tags=["operations"])
@@ -15,11 +15,9 @@ async def alive() -> Health:
 
 
 @router.get("/readyz", responses=error_responses(503))
-async def ready(state: StateDep) -> Readiness:
+async def ready(inference: InferenceDep) -> Readiness:
     """Models are loaded and requests are served; 503 with the reason until then."""
-    if not state.ready:
-        raise state.not_ready()
-    return Readiness(models=[card.id for card in state.models.values()])
+    return Readiness(models=[card.id for card in inference.models.values()])
 
 
 @router.get("/metrics", response_class=Response)

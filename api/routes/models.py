@@ -2,12 +2,14 @@
 
 from fastapi import APIRouter
 
-from api.deps import ReadyDep
-from api.schemas import ModelsResponse, error_responses
+from api.deps import InferenceDep
+from api.schemas import ModelCard, ModelsResponse, error_responses
 
 router = APIRouter(prefix="/v1", tags=["models"])
 
 
 @router.get("/models", responses=error_responses(401, 503))
-async def list_models(ready: ReadyDep) -> ModelsResponse:
-    return ModelsResponse(models=list(ready.models.values()))
+async def list_models(inference: InferenceDep) -> ModelsResponse:
+    return ModelsResponse(
+        models=[ModelCard.model_validate(card) for card in inference.models.values()]
+    )

@@ -4,40 +4,22 @@ import time
 
 from fastapi import APIRouter, Request
 
-from api.deps import (
-    ImageFile,
-    ReadyDep,
-    SettingsDep,
-    VQAOptionsDep,
-    decode_and_run,
-)
+from api.deps import InferenceDep
+from api.disconnect import unless_disconnected
+from api.forms import AnswerOptionsDep, ImageFile
 from api.schemas import Answer, ScoredAnswer, Timing, VQAResponse, error_responses
-from service.batcher import AnswerJob
 from service.engine import as_lists
-from service.errors import NotReady
 
 router = APIRouter(prefix="/v1", tags=["vqa"])
 
 
 @router.post("/vqa", responses=error_responses(400, 401, 413, 415, 422, 503))
 async def answer_questions(
-    request: Request,
-    ready: ReadyDep,
-    settings: SettingsDep,
-    image: ImageFile,
-    options: VQAOptionsDep,
+    request: Request, inference: InferenceDep, image: ImageFile, options: AnswerOptionsDep
 ) -> VQAResponse:
     """Answer every `question` field about the image, all in one encoder pass."""
-    if ready.engine.vqa is None:
-        raise NotReady("no VQA model is loaded")
     started = time.perf_counter()
-    _, done, decode_seconds = await decode_and_run(
-        request,
-        ready,
-        settings,
-        image,
-        lambda decoded: AnswerJob(decoded, options.questions, options.top_k),
-    )
+    done = await unless_disconnected(request, inference.answer(image, options))
     answers = [
         Answer(
             question=a.question,
@@ -51,9 +33,7 @@ async def answer_questions(
     ]
     return VQAResponse(
         answers=answers,
-        grid=ready.engine.grids["vqa"],
-        model=ready.models["vqa"].id,
-        timing_ms=Timing.from_seconds(
-            decode_seconds, done.queue_seconds, done.batch_seconds, time.perf_counter() - started
-        ),
+        grid=done.model.grid,
+        model=done.model.id,
+        timing_ms=Timing.of(done.timings, time.perf_counter() - started),
     )

@@ -13,7 +13,8 @@ import httpx
 import pytest
 from PIL import Image
 
-from api.app import create_app, load_engine
+from api.app import create_app
+from service.loading import load_engine
 
 API_KEY = "s3cret-key"
 SLOW = {"beam_size": "1", "max_length": "200"}  # the tiny untrained model never stops early

@@ -1,0 +1,108 @@
+"""The form fields of the POST routes, checked against the configured bounds.
+
+Each dependency refuses a field its route does not read, fills in the configured defaults,
+and turns the fields into the service's options; a bad field is 422 `invalid_field` naming it.
+"""
+
+import unicodedata
+from typing import Annotated
+
+from fastapi import Depends, File, Form, Request, UploadFile
+
+from api.deps import SettingsDep
+from service.errors import InvalidField
+from service.inference import AnswerOptions, CaptionOptions
+from service.settings import Settings
+
+ImageFile = Annotated[UploadFile, File(description="JPEG, PNG, WebP, GIF, BMP or TIFF image")]
+
+_CAPTION_FIELDS = frozenset({"image", "beam_size", "max_length", "attention"})
+_VQA_FIELDS = frozenset({"image", "question", "top_k", "attention"})
+
+
+async def caption_options(
+    request: Request,
+    settings: SettingsDep,
+    beam_size: Annotated[
+        int | None,
+        Form(
+            description="beams of the search, 1 = greedy (default: GLIMPSE_BEAM_SIZE)", examples=[3]
+        ),
+    ] = None,
+    max_length: Annotated[
+        int | None,
+        Form(description="most words (default: GLIMPSE_CAPTION_LENGTH)", examples=[20]),
+    ] = None,
+    attention: Annotated[bool, Form(description="include one attention map per word")] = True,
+) -> CaptionOptions:
+    await _only_known_fields(request, _CAPTION_FIELDS)
+    return CaptionOptions(
+        _bounded("beam_size", beam_size, settings.beam_size, settings.max_beam_size),
+        _bounded("max_length", max_length, settings.caption_length, settings.max_caption_length),
+        attention,
+    )
+
+
+CaptionOptionsDep = Annotated[CaptionOptions, Depends(caption_options)]
+
+
+async def answer_options(
+    request: Request,
+    settings: SettingsDep,
+    question: Annotated[
+        list[str],
+        Form(
+            description="a question about the image; repeat the field to ask more",
+            examples=[["what color is the circle?", "how many shapes are there?"]],
+        ),
+    ],
+    top_k: Annotated[
+        int | None, Form(description="answers to list (default: GLIMPSE_TOP_K)", examples=[5])
+    ] = None,
+    attention: Annotated[bool, Form(description="include the glimpse maps")] = True,
+) -> AnswerOptions:
+    await _only_known_fields(request, _VQA_FIELDS)
+    questions = _checked_questions(question, settings)
+    return AnswerOptions(
+        questions, _bounded("top_k", top_k, settings.top_k, settings.max_top_k), attention
+    )
+
+
+AnswerOptionsDep = Annotated[AnswerOptions, Depends(answer_options)]
+
+
+async def _only_known_fields(request: Request, known: frozenset[str]) -> None:
+    """Refuse a field the route does not read: a typo (`beam`) would otherwise pass silently."""
+    unknown = sorted(set((await request.form()).keys()) - known)  # parsed once, cached
+    if unknown:
+        raise InvalidField(
+            unknown[0], f"unknown field {unknown[0]!r}; the fields are {', '.join(sorted(known))}"
+        )
+
+
+def _bounded(name: str, value: int | None, default: int, maximum: int) -> int:
+    if value is None:
+        return default
+    if not 1 <= value <= maximum:
+        raise InvalidField(name, f"{name} must be between 1 and {maximum}, got {value}")
+    return value
+
+
+def _checked_questions(question: list[str], settings: Settings) -> tuple[str, ...]:
+    """The questions, stripped: not too many, none empty, too long or with control characters."""
+    if len(question) > settings.max_questions:
+        raise InvalidField(
+            "question", f"at most {settings.max_questions} questions per image, got {len(question)}"
+        )
+    questions = tuple(q.strip() for q in question)
+    for number, text in enumerate(questions, start=1):
+        if not text:
+            raise InvalidField("question", f"question {number} is empty")
+        if any(unicodedata.category(char) == "Cc" for char in text):
+            raise InvalidField("question", f"question {number} contains a control character")
+        if len(text) > settings.max_question_chars:
+            raise InvalidField(
+                "question",
+                f"question {number} is longer than {settings.max_question_chars} characters",
+            )
+    return questions

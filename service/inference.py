@@ -1,0 +1,130 @@
+"""The service's one entry point per request: image bytes in, results and their timings out.
+
+`Inference` reads the upload within the byte limit, decodes it (off the event loop) within
+the pixel and format limits, checks that the head it needs is loaded, and queues the work on
+the micro-batcher, so that callers (the HTTP routes) only parse requests and shape answers.
+"""
+
+import asyncio
+import time
+from dataclasses import dataclass
+from functools import partial
+from typing import Generic, TypeVar
+
+from PIL import Image
+
+from service.batcher import Completed, MicroBatcher
+from service.cards import ModelCard, model_cards
+from service.engine import AnswerResult, CaptionResult, Engine
+from service.errors import NotReady
+from service.images import ImageSource, decode_image, read_limited
+from service.jobs import AnswerJob, CaptionJob, EngineJob, EngineResult, run_jobs
+from service.metrics import Metrics
+from service.settings import Settings
+
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class CaptionOptions:
+    """How to caption. The maps are always computed (an overlay draws them); `attention`
+    says whether the caller's answer includes them."""
+
+    beam_size: int
+    max_length: int
+    attention: bool = True
+
+
+@dataclass(frozen=True)
+class AnswerOptions:
+    """The questions about one image; `attention` as in `CaptionOptions`."""
+
+    questions: tuple[str, ...]
+    top_k: int
+    attention: bool = True
+
+
+@dataclass(frozen=True)
+class Timings:
+    """Seconds spent reading and decoding the upload, waiting for the model worker, and in
+    the forward pass this request shared with its batch."""
+
+    decode: float
+    queue: float
+    batch: float
+
+
+@dataclass(frozen=True)
+class Outcome(Generic[R]):
+    """A request's result, the decoded image it was computed on, and the model that did it."""
+
+    result: R
+    image: Image.Image
+    model: ModelCard
+    timings: Timings
+
+
+class Inference:
+    """Loaded models behind a bounded micro-batching queue.
+
+    Building one reads every model file (for the model cards): do it off the event loop.
+    Then `start()` the model worker, and `close()` it when done.
+    """
+
+    def __init__(self, engine: Engine, settings: Settings, metrics: Metrics | None = None) -> None:
+        self.models: dict[str, ModelCard] = model_cards(engine)  # by head: captioner, vqa
+        self._settings = settings
+        self._batcher: MicroBatcher[EngineJob, EngineResult] = MicroBatcher(
+            partial(run_jobs, engine, metrics=metrics),
+            max_batch_size=settings.max_batch_size,
+            max_wait_s=settings.max_wait_ms / 1000,
+            max_queue_size=settings.max_queue_size,
+            retry_after_s=settings.retry_after_s,
+            metrics=metrics,
+        )
+
+    def start(self) -> None:
+        self._batcher.start()
+
+    def close(self) -> None:
+        """Finish the batch in progress and fail the waiting requests with NotReady."""
+        self._batcher.close()
+
+    async def caption(self, image: ImageSource, options: CaptionOptions) -> Outcome[CaptionResult]:
+        """Caption one image; raises NotReady without a captioner, a limit error for bad bytes,
+        and Busy when the queue is full."""
+        model = self._head("captioner", "no captioning model is loaded")
+        decoded, decode_seconds = await self._decode(image)
+        job = CaptionJob(decoded, options.beam_size, options.max_length)
+        done = await self._batcher.submit(job)
+        return _outcome(done, decoded, model, decode_seconds)
+
+    async def answer(
+        self, image: ImageSource, options: AnswerOptions
+    ) -> Outcome[list[AnswerResult]]:
+        """Answer every question about one image, in order, in one pass; raises like caption."""
+        model = self._head("vqa", "no VQA model is loaded")
+        decoded, decode_seconds = await self._decode(image)
+        done = await self._batcher.submit(AnswerJob(decoded, options.questions, options.top_k))
+        return _outcome(done, decoded, model, decode_seconds)
+
+    def _head(self, kind: str, missing: str) -> ModelCard:
+        if kind not in self.models:
+            raise NotReady(missing)
+        return self.models[kind]
+
+    async def _decode(self, image: ImageSource) -> tuple[Image.Image, float]:
+        """The decoded image and the seconds spent reading and decoding it."""
+        started = time.perf_counter()
+        settings = self._settings
+        data = await read_limited(image, settings.max_image_bytes)
+        formats = frozenset(settings.image_formats)
+        decoded = await asyncio.to_thread(decode_image, data, settings.max_image_pixels, formats)
+        return decoded, time.perf_counter() - started
+
+
+def _outcome(
+    done: Completed, image: Image.Image, model: ModelCard, decode_seconds: float
+) -> Outcome:
+    timings = Timings(decode_seconds, done.queue_seconds, done.batch_seconds)
+    return Outcome(done.result, image, model, timings)

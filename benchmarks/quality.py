@@ -16,7 +16,6 @@ from pathlib import Path
 
 import torch
 
-from api.commands.evaluate import answer_split, caption_split
 from drawing.overlays import contact_sheet
 from service.engine import Engine
 from service.settings import Settings
@@ -24,6 +23,7 @@ from training.data.coco import load_caption_split
 from training.data.shapes import generate
 from training.data.vqa import load_vqa_split
 from training.evaluate import caption_report, vqa_report
+from training.predict_split import answer_split, caption_split
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -53,7 +53,7 @@ def train_steps(data: CaptionDataset, vocab: int, cfg: TrainConfig, steps: int) 
         for batch in batches:
             inputs, captions, _, _ = data.batch(batch)
             optimiser.zero_grad(set_to_none=True)
-            model(inputs.float(), captions)[2].backward()
+            model(inputs.float(), captions[:, :-1], captions[:, 1:])[2].backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             optimiser.step()
 

@@ -32,7 +32,8 @@ class CaptionerConfig:
     dropout: float = 0.3
 
     def __post_init__(self) -> None:
-        self.grid = tuple(self.grid)  # JSON gives a list
+        h, w = self.grid  # JSON gives a list
+        self.grid = (h, w)
 
 
 @dataclass
@@ -96,39 +97,36 @@ class Captioner(nn.Module):
         return self.out(self.dropout(deep)), (h, c), alpha
 
     def forward(
-        self, features: Tensor, captions: Tensor, sample_prob: float = 0.0
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        """Teacher-forced pass over <bos> w_1 .. w_n <eos> <pad>.. captions (B, T).
+        self, features: Tensor, inputs: Tensor, targets: Tensor | None = None
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
+        """Teacher-forced pass: the word fed at each step is given, never the model's own
+        (training policies that feed it its own words drive `prepare` and `step` instead).
 
-        Returns logits (B, T-1, V), alphas (B, T-1, L) and the mean cross-entropy over
-        non-pad targets. With `sample_prob` > 0 each input word is replaced by the model's
-        own previous prediction with that probability (scheduled sampling).
+        inputs (B, T): the words fed, captions <bos> w_1 .. <eos> <pad>.. without their last
+        position; targets (B, T), when given: the words to write, the same without <bos>.
+        Returns logits (B, T, V), alphas (B, T, L), and `caption_loss` (or None).
         """
         prepared = self.prepare(features)
-        inputs, targets = captions[:, :-1], captions[:, 1:]  # (B, T-1) each
         logits, alphas = [], []
-        tokens = inputs[:, 0]
         for t in range(inputs.size(1)):
-            if t > 0:
-                tokens = inputs[:, t]
-                if sample_prob > 0:
-                    own = logits[-1].argmax(dim=-1)  # (B,)
-                    swap = torch.rand(tokens.shape, device=tokens.device) < sample_prob
-                    tokens = torch.where(swap, own, tokens)
-            step_logits, state, alpha = self.step(tokens, prepared)
-            prepared.state = state
+            step_logits, prepared.state, alpha = self.step(inputs[:, t], prepared)
             logits.append(step_logits)
             alphas.append(alpha)
-        logits_t = torch.stack(logits, dim=1)  # (B, T-1, V)
-        loss = F.cross_entropy(logits_t.flatten(0, 1), targets.flatten(), ignore_index=PAD_ID)
+        logits_t = torch.stack(logits, dim=1)  # (B, T, V)
+        loss = None if targets is None else caption_loss(logits_t, targets)
         return logits_t, torch.stack(alphas, dim=1), loss
+
+
+def caption_loss(logits: Tensor, targets: Tensor) -> Tensor:
+    """Mean cross-entropy of logits (B, T, V) against the words targets (B, T), pads left out."""
+    return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=PAD_ID)
 
 
 def attention_penalty(alphas: Tensor, mask: Tensor) -> Tensor:
     """Doubly stochastic regularisation: sum_i (1 - sum_t alpha_ti)^2, averaged over images.
 
     alphas (B, T, L), mask (B, T) true on real words. The paper's lambda belongs to the
-    training step: the shapes world measured lambda = 0 as better (see DESIGN.md).
+    training step: the shapes world measured lambda = 0 as better (docs/architecture.md).
     """
     coverage = (alphas * mask.unsqueeze(-1)).sum(dim=1)  # (B, L)
     return ((1.0 - coverage) ** 2).sum(dim=1).mean()

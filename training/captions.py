@@ -1,4 +1,10 @@
-"""Training the Show-Attend-Tell captioner: `glimpse train captions`."""
+"""What every way of training the captioner shares: the data, the vocabulary, the model (new,
+or an exported one to go on training), validation decoding, pictures and export.
+
+The regimes differ only in their batches and their loss: teacher forcing
+(`training.captions_teacher_forcing`) and self-critical training
+(`training.captions_self_critical`); `training.tasks` picks one from the recipe.
+"""
 
 import json
 from dataclasses import asdict
@@ -10,10 +16,10 @@ from torch import Tensor, nn
 from transformers import PreTrainedTokenizerFast
 
 from drawing.overlays import contact_sheet
-from models.captioner import Captioner, CaptionerConfig, attention_penalty, attention_supervision
+from models.captioner import Captioner, CaptionerConfig
 from models.checkpoint import load_pretrained
-from models.decoding import Caption, beam_search, greedy, words_and_maps
-from models.text import PAD_ID, decode
+from models.decoding import Caption, DecodeOptions, decode_captions, words_and_maps
+from models.text import decode
 from training.config import TrainConfig
 from training.data.coco import (
     CaptionDataset,
@@ -21,8 +27,6 @@ from training.data.coco import (
     build_vocabulary,
     load_caption_split,
 )
-from training.data.shapes_grammar import parse_caption
-from training.data.shapes_scene import CANVAS_SIZE, WorldObject, objects_from_coco
 from training.encoding import (
     EncodedHead,
     attach_images,
@@ -31,19 +35,14 @@ from training.encoding import (
     export_model,
     head_of,
 )
-from training.loop import PICTURES, bucketed_batches
+from training.loop import PICTURES
 from training.metrics.captions import score_captions
-from training.metrics.shapes import (
-    caption_correctness,
-    caption_grounding,
-    caption_is_complete,
-    cells_in_box,
-    phrase_objects,
-)
-from training.self_critical import sample_with_grad, self_critical_loss
+from training.metrics.shapes import caption_correctness, caption_grounding
 
 
 class CaptionTask:
+    """The captioner's data and model; a regime subclasses it with `batches` and `loss`."""
+
     def __init__(self, cfg: TrainConfig, data: Path) -> None:
         self.cfg = cfg
         train = load_caption_split(data, "train")
@@ -64,100 +63,39 @@ class CaptionTask:
             train, self.tokenizer, max_length=cfg.max_caption_len, **sources["train"]
         )
         self.val_source = sources["val"]
-        self.lengths = [len(ids) for ids in self.train_set.caption_ids]
-        self.targets = self.train_objects = None
-        if cfg.attention_supervision or cfg.self_critical_samples:
-            self.train_objects = train_instances(data)
-        if cfg.attention_supervision and not cfg.self_critical_samples:
-            self.targets = attention_targets(self.train_set, self.train_objects, grid)
 
     @property
     def head(self) -> Captioner:
         return head_of(self.model)
 
-    def batches(self, epoch: int) -> list[list[int]]:
-        """Batches of (image, caption) pairs; of images when sampling captions."""
-        if self.cfg.self_critical_samples:
-            lengths = [0] * len(self.train_set.records)
-            return bucketed_batches(lengths, self.cfg.batch_size, self.cfg.seed, epoch)
-        return bucketed_batches(self.lengths, self.cfg.batch_size, self.cfg.seed, epoch)
+    def stepwise(self, model: nn.Module, inputs: Tensor, setting: str) -> tuple[Captioner, Tensor]:
+        """The captioner and the grid (B, L, D) of `inputs`, for a `setting` that drives the
+        decoder step by step: DDP and torch.compile wrap `forward` only, so it runs in one
+        process, on the task's own model."""
+        if model is not self.model:
+            raise ValueError(f"{setting} runs in one process (no DDP, no compile)")
+        if isinstance(model, EncodedHead):
+            return model.head, model.encoder(inputs)[0]  # fine-tuning: the encoder learns too
+        return self.head, inputs
 
-    def loss(self, model: nn.Module, batch: list[int], device: torch.device) -> Tensor:
-        if self.cfg.self_critical_samples:
-            return self._self_critical_loss(model, batch, device)
-        inputs, captions, _, _ = self.train_set.batch(batch)
-        captions = captions.to(device)
-        _, alphas, loss = model(
-            inputs.to(device), captions, sample_prob=self.cfg.scheduled_sampling
-        )
-        if self.cfg.alpha_c:
-            loss = loss + self.cfg.alpha_c * attention_penalty(alphas, captions[:, 1:] != PAD_ID)
-        if self.targets is not None:
-            mask = torch.zeros(alphas.shape, dtype=torch.bool)  # (B, T-1, L)
-            for row, example in zip(mask, batch, strict=True):
-                row.view(-1)[self.targets[example]] = True
-            supervision = attention_supervision(alphas, mask.to(device))
-            loss = loss + self.cfg.attention_supervision * supervision
-        return loss
-
-    def _self_critical_loss(
-        self, model: nn.Module, batch: list[int], device: torch.device
-    ) -> Tensor:
-        """Sampled captions rewarded for being true and complete (`caption_is_complete`),
-        plus, if set, attention supervision on the phrases the samples write."""
-        if not isinstance(model, Captioner):
-            raise ValueError("self-critical training runs in one process (no DDP, no compile)")
-        cfg = self.cfg
-        n = cfg.self_critical_samples
-        records = [self.train_set.records[i] for i in batch]
-        grids = self.train_set.source.many([r.image_id for r in records], [r.path for r in records])
-        samples = sample_with_grad(model, grids.to(device), n, cfg.max_caption_len)
-        tokens = samples.tokens.tolist()
-        objects = [self.train_objects[r.image_id] for r in records for _ in range(n)]
-        rewards = torch.tensor(
-            [
-                float(caption_is_complete(parse_caption(" ".join(decode(self.tokenizer, ids))), o))
-                for ids, o in zip(tokens, objects, strict=True)
-            ],
-            device=device,
-        )  # (B*N,)
-        loss = self_critical_loss(samples.log_probs, samples.mask, rewards.view(-1, n))
-        if cfg.attention_supervision:
-            grid = self.head.config.grid
-            mask = torch.zeros(samples.alphas.shape, dtype=torch.bool)  # (B*N, T, L)
-            for row, ids, image_objects, length in zip(
-                mask, tokens, objects, samples.mask.sum(dim=1).tolist(), strict=True
-            ):
-                words = self.tokenizer.convert_ids_to_tokens(ids[:length])
-                row.view(-1)[phrase_targets(words, image_objects, grid)] = True
-            supervision = attention_supervision(samples.alphas, mask.to(device))
-            loss = loss + cfg.attention_supervision * supervision
-        return loss
-
-    def _decode(self, records: list[CaptionRecord], device: torch.device) -> dict[int, Caption]:
+    def decode(self, records: list[CaptionRecord], device: torch.device) -> dict[int, Caption]:
         """The model's caption of each image of `records`, by image id, in batches."""
-        self.model.eval()
         val = CaptionDataset(records, self.tokenizer, **self.val_source)
+        options = DecodeOptions(beam_size=self.cfg.eval_beam_size, max_len=self.cfg.max_caption_len)
         firsts = [i for i, (_, c) in enumerate(val.pairs) if c == 0]  # one example per image
         results = {}
         for start in range(0, len(firsts), 64):
             chunk = [val[i] for i in firsts[start : start + 64]]
             inputs = torch.stack([x[0] for x in chunk]).to(device)
             grid = self.model.grid(inputs) if isinstance(self.model, EncodedHead) else inputs
-            if self.cfg.eval_beam_size > 1:
-                out = beam_search(
-                    self.head, grid, self.cfg.eval_beam_size, self.cfg.max_caption_len
-                )
-            else:
-                out = greedy(self.head, grid, self.cfg.max_caption_len)
+            out = decode_captions(self.head, grid, options)
             for (_, _, image_id), caption in zip(chunk, out, strict=True):
                 results[image_id] = caption
         return results
 
-    @torch.inference_mode()
     def pictures(self, device: torch.device) -> list[tuple[str, Image.Image]]:
         records = self.val[:PICTURES]
-        captions = self._decode(records, device)
+        captions = self.decode(records, device)
         pictures = []
         for record in records:
             words, maps = words_and_maps(
@@ -168,14 +106,15 @@ class CaptionTask:
             pictures.append((" ".join(words), sheet))
         return pictures
 
-    @torch.inference_mode()
     def evaluate(self, model: nn.Module, device: torch.device) -> dict[str, float]:
-        captions = self._decode(self.val, device)
+        """CIDEr as the score, the other caption metrics beside it, and on the shapes world
+        how many captions are true and how many shape words are looked at."""
+        captions = self.decode(self.val, device)
         results = {i: " ".join(decode(self.tokenizer, c.tokens)) for i, c in captions.items()}
         references = {r.image_id: r.captions for r in self.val}
         scores = score_captions(results, references, use_java=False)  # fast; `evaluate` is exact
         metrics = {"score": scores["CIDEr"], **scores}
-        if self.instances is not None:  # the shapes world: is each caption true, and grounded?
+        if self.instances is not None:
             metrics["correct"] = caption_correctness(results, self.instances)["accuracy"]
             grid = self.head.config.grid
             attention = {
@@ -183,23 +122,10 @@ class CaptionTask:
                 for i, c in captions.items()
             }
             metrics["grounding"] = caption_grounding(attention, self.instances)["hit_rate"]
-            if self.cfg.self_critical_samples:  # keep the model best at what is rewarded
-                metrics["score"] = metrics["correct"]
         return metrics
 
     def export(self, model: nn.Module, path: Path) -> None:
         export_model(self.cfg, self.model, "captioner", self.tokenizer, path)
-
-
-def train_instances(data: Path) -> dict[int, list[WorldObject]]:
-    """The objects of each training image, which rewards and attention targets are made of."""
-    instances = data / "annotations" / "instances_train.json"
-    if not instances.is_file():
-        raise ValueError(
-            f"attention_supervision and self_critical_samples need {instances}:"
-            " the objects of each training image (the shapes world)"
-        )
-    return objects_from_coco(json.loads(instances.read_text()))
 
 
 def start_from(cfg: TrainConfig) -> tuple[Captioner, PreTrainedTokenizerFast]:
@@ -223,32 +149,3 @@ def start_from(cfg: TrainConfig) -> tuple[Captioner, PreTrainedTokenizerFast]:
             f" the recipe asks for {asdict(expected)}"
         )
     return checkpoint.model.float(), checkpoint.tokenizer
-
-
-def phrase_targets(
-    words: list[str], objects: list[WorldObject], grid: tuple[int, int]
-) -> list[int]:
-    """Flat (step * L + cell) indices of where the attention should be while `words` are
-    written: the cells on the objects that fit each phrase so far (`phrase_objects`)."""
-    cells = grid[0] * grid[1]
-    return [
-        step * cells + cell
-        for step, fitting in phrase_objects(words, objects).items()
-        for cell in {
-            c for o in fitting for c in cells_in_box(o.box, grid, CANVAS_SIZE, CANVAS_SIZE)
-        }
-    ]
-
-
-def attention_targets(
-    dataset: CaptionDataset, objects: dict[int, list[WorldObject]], grid: tuple[int, int]
-) -> list[Tensor]:
-    """`phrase_targets` of each (image, caption) pair of the data set (step t writes word
-    t + 1 of <bos> w_1 .. w_n <eos>)."""
-    targets = []
-    for (record_index, _), ids in zip(dataset.pairs, dataset.caption_ids, strict=True):
-        image_id = dataset.records[record_index].image_id
-        words = dataset.tokenizer.convert_ids_to_tokens(ids[1:].tolist())
-        flat = phrase_targets(words, objects[image_id], grid)
-        targets.append(torch.tensor(flat, dtype=torch.long))
-    return targets

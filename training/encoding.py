@@ -9,7 +9,7 @@ from torch import Tensor, nn
 from transformers import PreTrainedTokenizerFast
 
 from models.checkpoint import Checkpoint, EncoderSpec, save_pretrained
-from models.encoder import Encoder, create_encoder
+from models.encoders import Encoder, create_encoder
 from models.preprocess import image_to_tensor
 from training.config import TrainConfig
 from training.features import FeatureCache, load_or_build

@@ -1,12 +1,13 @@
 """The training loop, shared by every task; it knows nothing of captions or answers.
 
-A `Task` supplies the model, the batches and the loss; `fit` owns the optimiser, the
-warmup + cosine schedule, AMP, DDP, atomic checkpoints with exact resume, early stopping on
-the task's validation score, and the export of the best model.
+A `Task` supplies the model, the batches and the loss. `fit` sets a run up (`start`: the
+optimiser, the warmup + cosine schedule, AMP, DDP, the state to resume from), then per epoch
+calls `train_one_epoch` and, on the main process, `evaluate`; between them it keeps the best
+model (exported), writes atomic checkpoints, and stops early when the task's validation score
+has not improved for `patience` epochs.
 """
 
 import math
-import os
 import time
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
@@ -14,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from PIL import Image
@@ -23,6 +23,8 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from training.config import TrainConfig
+from training.distributed import Distributed, pick_device, setup_distributed
+from training.log import TrainingLog
 from training.state import Progress, load_state, save_state
 
 STATE_FILE = "train_state.safetensors"
@@ -46,33 +48,6 @@ class Task(Protocol):
 
     def pictures(self, device: torch.device) -> list[tuple[str, Image.Image]]:
         """A few validation images with where the model looked, each with what it said."""
-
-
-@dataclass
-class Distributed:
-    rank: int = 0
-    world: int = 1
-    enabled: bool = False
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def setup_distributed(device: torch.device) -> Distributed:
-    """Join the process group that `torchrun` describes; a plain run is a world of one."""
-    if "WORLD_SIZE" not in os.environ or int(os.environ["WORLD_SIZE"]) < 2:
-        return Distributed()
-    backend = "nccl" if device.type == "cuda" else "gloo"
-    if not dist.is_initialized():
-        dist.init_process_group(backend)
-    return Distributed(dist.get_rank(), dist.get_world_size(), True)
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def bucketed_batches(
@@ -99,34 +74,6 @@ def warmup_cosine(warmup: int, total: int) -> Callable[[int], float]:
     return factor
 
 
-class TrainingLog:
-    """TensorBoard scalars of the main process (`tensorboard --logdir RUN/tb`)."""
-
-    def __init__(self, out_dir: Path, enabled: bool) -> None:
-        self.writer = None
-        if enabled:
-            from torch.utils.tensorboard import SummaryWriter  # slow import: only when logging
-
-            self.writer = SummaryWriter(str(out_dir / "tb"))
-
-    def step(self, step: int, loss: float, lr: float) -> None:
-        if self.writer:
-            self.writer.add_scalar("train/loss", loss, step)
-            self.writer.add_scalar("train/lr", lr, step)
-
-    def epoch(
-        self, step: int, metrics: dict[str, float], pictures: list[tuple[str, Image.Image]]
-    ) -> None:
-        if self.writer:
-            for name, value in metrics.items():
-                self.writer.add_scalar(f"val/{name}", value, step)
-            for i, (text, picture) in enumerate(pictures):
-                tag = f"val/picture_{i}"
-                self.writer.add_image(tag, np.asarray(picture), step, dataformats="HWC")
-                self.writer.add_text(tag, text, step)
-            self.writer.flush()
-
-
 @dataclass
 class FitResult:
     best_metrics: dict[str, float] = field(default_factory=dict)
@@ -134,99 +81,162 @@ class FitResult:
     stopped_early: bool = False
 
 
+@dataclass
+class Run:
+    """Everything a run updates as it trains, which is also what a checkpoint holds."""
+
+    cfg: TrainConfig
+    state_path: Path
+    device: torch.device
+    ddp: Distributed
+    model: nn.Module  # the task's model: what is checkpointed and exported
+    runner: nn.Module  # the model as stepped: inside DDP and torch.compile when they are on
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler
+    amp_dtype: torch.dtype | None  # autocast on CUDA; None: full precision
+    steps_per_epoch: int  # equal on every rank, or DDP hangs
+    progress: Progress = field(default_factory=Progress)
+
+    def checkpoint(self) -> None:
+        """Save the run atomically (the main process only: every rank holds the same)."""
+        if self.ddp.main:
+            training = (self.model, self.optimizer, self.scheduler, self.progress)
+            save_state(self.state_path, *training, self.cfg.to_dict())
+
+
 def fit(task: Task, cfg: TrainConfig, out_dir: Path, resume: bool = False) -> FitResult:
     """Train `task.model` for cfg.epochs, checkpointing to out_dir; returns the best metrics."""
+    run = start(task, cfg, out_dir / STATE_FILE, resume)
+    result = FitResult()
+    log = TrainingLog(out_dir, run.ddp.main)
+    while run.progress.epoch < cfg.epochs:
+        train_one_epoch(task, run, log)
+        if run.ddp.main:
+            metrics, pictures = evaluate(task, run.model, run.device)
+            keep_best(task, run, metrics, result, out_dir / "model")
+            log.epoch(run.progress.global_step, result.history[-1], pictures)
+        run.checkpoint()
+        if stop_early(run):
+            result.stopped_early = True
+            break
+    if run.ddp.enabled:
+        dist.barrier()
+    return result
+
+
+def start(task: Task, cfg: TrainConfig, state_path: Path, resume: bool) -> Run:
+    """A run of `task` set up from `cfg`, restored from `state_path` when resuming."""
     device = pick_device(cfg.device)
     ddp = setup_distributed(device)
     model = task.model.to(device)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps_per_epoch = len(task.batches(0)) // ddp.world  # equal on every rank, or DDP hangs
+    steps_per_epoch = len(task.batches(0)) // ddp.world
     total = steps_per_epoch * cfg.epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, warmup_cosine(min(cfg.warmup_steps, total // 10 + 1), total)
     )
     progress = Progress()
     torch.manual_seed(cfg.seed)  # dropout and sampling draws; a resume restores its own
-    state_path = out_dir / STATE_FILE
     if resume and state_path.is_file():
         progress = load_state(state_path, model, optimizer, scheduler)
     runner: nn.Module = DistributedDataParallel(model) if ddp.enabled else model
     if cfg.compile:
         runner = torch.compile(runner)
-    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.amp)
-    use_amp = device.type == "cuda" and amp_dtype is not None
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
-    result = FitResult()
-    log = TrainingLog(out_dir, ddp.main)
+    amp_dtype = None
+    if device.type == "cuda":
+        amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.amp)
+    return Run(
+        cfg=cfg,
+        state_path=state_path,
+        device=device,
+        ddp=ddp,
+        model=model,
+        runner=runner,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        scaler=torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16),
+        amp_dtype=amp_dtype,
+        steps_per_epoch=steps_per_epoch,
+        progress=progress,
+    )
 
-    def checkpoint() -> None:
-        if ddp.main:
-            save_state(state_path, model, optimizer, scheduler, progress, cfg.to_dict())
 
-    while progress.epoch < cfg.epochs:
-        model.train()
-        batches = task.batches(progress.epoch)[ddp.rank :: ddp.world][:steps_per_epoch]
-        bar = tqdm(
-            batches[progress.step_in_epoch :],
-            desc=f"epoch {progress.epoch + 1}/{cfg.epochs}",
-            disable=not ddp.main,
-            dynamic_ncols=True,
+def train_one_epoch(task: Task, run: Run, log: TrainingLog) -> None:
+    """One optimiser step per batch of this rank's share of the epoch (what is left of it
+    when resuming mid-epoch), with a checkpoint every `checkpoint_every` steps."""
+    progress = run.progress
+    run.model.train()
+    batches = task.batches(progress.epoch)[run.ddp.rank :: run.ddp.world][: run.steps_per_epoch]
+    bar = tqdm(
+        batches[progress.step_in_epoch :],
+        desc=f"epoch {progress.epoch + 1}/{run.cfg.epochs}",
+        disable=not run.ddp.main,
+        dynamic_ncols=True,
+    )
+    started, seen = time.perf_counter(), 0
+    for batch in bar:
+        loss = train_step(task, run, batch)
+        progress.step_in_epoch += 1
+        progress.global_step += 1
+        seen += len(batch)
+        log.step(progress.global_step, loss.item(), run.scheduler.get_last_lr()[0])
+        bar.set_postfix(
+            loss=f"{loss.item():.3f}", ex_s=f"{seen / (time.perf_counter() - started):.0f}"
         )
-        started, seen = time.perf_counter(), 0
-        for batch in bar:
-            autocast = torch.autocast("cuda", amp_dtype) if use_amp else nullcontext()
-            with autocast:
-                loss = task.loss(runner, batch, device)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-            nn.utils.clip_grad_norm_(trainable, cfg.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            progress.step_in_epoch += 1
-            progress.global_step += 1
-            seen += len(batch)
-            log.step(progress.global_step, loss.item(), scheduler.get_last_lr()[0])
-            bar.set_postfix(
-                loss=f"{loss.item():.3f}", ex_s=f"{seen / (time.perf_counter() - started):.0f}"
-            )
-            if progress.global_step % cfg.checkpoint_every == 0:
-                checkpoint()
-        progress.epoch += 1
-        progress.step_in_epoch = 0
-        if ddp.main:
-            _validate(task, model, device, progress, result, out_dir)
-            log.epoch(progress.global_step, result.history[-1], task.pictures(device))
-        checkpoint()
-        stop = torch.tensor(float(progress.epochs_without_gain >= cfg.patience))
-        if ddp.enabled:
-            dist.broadcast(stop, src=0)
-        if stop.item():
-            result.stopped_early = True
-            break
-    if ddp.enabled:
-        dist.barrier()
-    return result
+        if progress.global_step % run.cfg.checkpoint_every == 0:
+            run.checkpoint()
+    progress.epoch += 1
+    progress.step_in_epoch = 0
 
 
-def _validate(
-    task: Task,
-    model: nn.Module,
-    device: torch.device,
-    progress: Progress,
-    result: FitResult,
-    out_dir: Path,
+def train_step(task: Task, run: Run, batch: list[int]) -> Tensor:
+    """Loss, backward (scaled under fp16), clipped update and schedule step; returns the loss."""
+    amp = run.amp_dtype is not None
+    autocast = torch.autocast("cuda", run.amp_dtype) if amp else nullcontext()
+    with autocast:
+        loss = task.loss(run.runner, batch, run.device)
+    run.optimizer.zero_grad(set_to_none=True)
+    run.scaler.scale(loss).backward()
+    run.scaler.unscale_(run.optimizer)
+    trainable = [p for group in run.optimizer.param_groups for p in group["params"]]
+    nn.utils.clip_grad_norm_(trainable, run.cfg.grad_clip)
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+    run.scheduler.step()
+    return loss
+
+
+@torch.inference_mode()
+def evaluate(
+    task: Task, model: nn.Module, device: torch.device
+) -> tuple[dict[str, float], list[tuple[str, Image.Image]]]:
+    """The task's validation metrics and pictures, in eval mode and without autograd."""
+    model.eval()
+    return task.evaluate(model, device), task.pictures(device)
+
+
+def keep_best(
+    task: Task, run: Run, metrics: dict[str, float], result: FitResult, path: Path
 ) -> None:
-    """Score the epoch; export the model when it is the best so far, else count toward stopping."""
-    metrics = task.evaluate(model, device)
+    """Record the epoch; export the model to `path` when it scores best so far, else count
+    the epoch toward stopping early."""
+    progress = run.progress
     result.history.append({"epoch": progress.epoch, **metrics})
     tqdm.write(f"epoch {progress.epoch}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
     if metrics["score"] > progress.best_metric:
         progress.best_metric = metrics["score"]
         progress.epochs_without_gain = 0
         result.best_metrics = metrics
-        task.export(model, out_dir / "model")
+        task.export(run.model, path)
     else:
         progress.epochs_without_gain += 1
+
+
+def stop_early(run: Run) -> bool:
+    """Whether `patience` epochs passed without a better score, as the main process saw it."""
+    stop = torch.tensor(float(run.progress.epochs_without_gain >= run.cfg.patience))
+    if run.ddp.enabled:
+        dist.broadcast(stop, src=0)
+    return bool(stop.item())

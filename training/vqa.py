@@ -53,9 +53,8 @@ class VQATask:
         )
         return loss
 
-    @torch.inference_mode()
     def predict(self, device: torch.device) -> dict[int, str]:
-        self.model.eval()
+        """The best answer to each validation question, by question id."""
         results = {}
         for start in range(0, len(self.val_set), 256):
             b = self.val_set.batch(range(start, min(start + 256, len(self.val_set))))
@@ -72,9 +71,7 @@ class VQATask:
         }
         return {"score": scores["overall"], "accuracy": scores["overall"], **by_type}
 
-    @torch.inference_mode()
     def pictures(self, device: torch.device) -> list[tuple[str, Image.Image]]:
-        self.model.eval()
         count = min(PICTURES, len(self.val_set))
         b = self.val_set.batch(range(count))
         logits, maps, _ = self.model(b.inputs.to(device), b.questions.to(device), b.lengths)

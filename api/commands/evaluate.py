@@ -1,13 +1,16 @@
 """`glimpse evaluate captions|vqa`: score a results file, or run a model and score it."""
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from api.commands.predict import fail, load_engine
+from api.commands._errors import fail
+from api.commands.predict import open_engine
 from service.settings import Settings
+from training.metrics.results import ANSWERS, CAPTIONS, ResultsFormat, load_results, write_results
 
 app = typer.Typer(help="Score captions or answers on a data split.", no_args_is_help=True)
 
@@ -24,49 +27,25 @@ JsonOption = Annotated[bool, typer.Option("--json", help="metrics as JSON on the
 BatchOption = Annotated[int, typer.Option(min=1, max=512, help="images per forward pass")]
 
 
-def _images(paths: list[Path]) -> list:
-    from PIL import Image
-
-    images = []
-    for path in paths:
-        with Image.open(path) as image:
-            images.append(image.convert("RGB"))
-    return images
+def _read(path: Path, form: ResultsFormat) -> dict[int, str]:
+    """A results file, or a one-line error and exit code 2."""
+    try:
+        return load_results(path, form)
+    except ValueError as exc:
+        raise fail(str(exc)) from exc
 
 
-def caption_split(engine, records: list, beam_size: int, batch_size: int) -> tuple[dict, dict]:
-    """Captions and per-word maps of every record's image, by image id."""
-    generated, attention = {}, {}
-    for start in range(0, len(records), batch_size):
-        chunk = records[start : start + batch_size]
-        out = engine.caption(_images([r.path for r in chunk]), beam_size=beam_size)
-        for record, result in zip(chunk, out, strict=True):
-            generated[record.image_id] = result.caption
-            attention[record.image_id] = list(zip(result.words, result.attention, strict=True))
-    return generated, attention
+def _write(path: Path | None, results: dict[int, str], form: ResultsFormat) -> None:
+    if path is not None:
+        write_results(path, results, form)
 
 
-def answer_split(engine, records: list, batch_size: int) -> tuple[dict, dict]:
-    """Answers and glimpse maps by question id; each image's questions share one pass."""
-    by_image: dict[int, list] = {}
-    for record in records:
-        by_image.setdefault(record.image_id, []).append(record)
-    groups = list(by_image.values())
-    answers, attention = {}, {}
-    for start in range(0, len(groups), batch_size):
-        chunk = groups[start : start + batch_size]
-        out = engine.answer(
-            _images([g[0].path for g in chunk]), [[r.question for r in g] for g in chunk]
-        )
-        for group, results_of_image in zip(chunk, out, strict=True):
-            for record, result in zip(group, results_of_image, strict=True):
-                answers[record.question_id] = result.answer
-                if result.attention is not None:
-                    attention[record.question_id] = result.attention
-    return answers, attention
-
-
-def _print(report: dict, as_json: bool) -> None:
+def _report(score: Callable[[], dict], as_json: bool) -> None:
+    """Print what `score` measures; results that do not fit the split are a one-line error."""
+    try:
+        report = score()
+    except ValueError as exc:
+        raise fail(str(exc)) from exc
     if as_json:
         typer.echo(json.dumps(report))
         return
@@ -88,22 +67,17 @@ def captions(
     """BLEU, METEOR, ROUGE-L, CIDEr (+ correctness and grounding on the shapes world)."""
     from training.data.coco import load_caption_split
     from training.evaluate import caption_report
-    from training.metrics.captions import load_coco_results
+    from training.predict_split import caption_split
 
     records = load_caption_split(data, split)
     attention = None
     if results is not None:
-        try:
-            generated = load_coco_results(results)
-        except ValueError as exc:
-            raise fail(str(exc)) from exc
+        generated = _read(results, CAPTIONS)
     else:
-        engine = load_engine(model or Settings().caption_model, None)
+        engine = open_engine(model or Settings().caption_model, None)
         generated, attention = caption_split(engine, records, beam_size, batch_size)
-        if results_out is not None:
-            rows = [{"image_id": i, "caption": c} for i, c in generated.items()]
-            results_out.write_text(json.dumps(rows))
-    _print(caption_report(generated, records, data, split, attention), as_json)
+        _write(results_out, generated, CAPTIONS)
+    _report(lambda: caption_report(generated, records, data, split, attention), as_json)
 
 
 @app.command()
@@ -119,19 +93,21 @@ def vqa(
     """Official VQA accuracy by answer and question type (+ grounding on the shapes world)."""
     from training.data.vqa import load_vqa_split
     from training.evaluate import vqa_report
-    from training.metrics.vqa import load_vqa_results
+    from training.predict_split import answer_split
 
     records = load_vqa_split(data, split)
+    unscored = not any(r.answers for r in records)  # test-dev and test: for the server only
+    if unscored and results is None and results_out is None:
+        raise fail(f"split {split} has no human answers to score: give --results-out")
     attention = None
     if results is not None:
-        try:
-            answers = load_vqa_results(results)
-        except ValueError as exc:
-            raise fail(str(exc)) from exc
+        answers = _read(results, ANSWERS)
     else:
-        engine = load_engine(None, model or Settings().vqa_model)
+        engine = open_engine(None, model or Settings().vqa_model)
         answers, attention = answer_split(engine, records, batch_size)
-        if results_out is not None:
-            rows = [{"question_id": q, "answer": a} for q, a in answers.items()]
-            results_out.write_text(json.dumps(rows))
-    _print(vqa_report(answers, records, data, split, attention), as_json)
+        _write(results_out, answers, ANSWERS)
+    if unscored:
+        written = "" if results_out is None else f"; the answers are in {results_out}"
+        typer.echo(f"split {split} has no human answers: nothing to score here{written}")
+        return
+    _report(lambda: vqa_report(answers, records, data, split, attention), as_json)

@@ -2,9 +2,11 @@
 
 import json
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
+
+from api.commands._errors import fail
 
 app = typer.Typer(help="Train a captioner or a VQA model.", no_args_is_help=True)
 
@@ -16,11 +18,6 @@ Overrides = Annotated[
 ]
 
 
-def _fail(exc: Exception) -> NoReturn:
-    typer.echo(f"error: {exc}", err=True)
-    raise typer.Exit(2) from exc
-
-
 def _run(task_name: str, data: Path, recipe: str, out: Path, resume: bool, overrides) -> None:
     import torch
 
@@ -28,6 +25,7 @@ def _run(task_name: str, data: Path, recipe: str, out: Path, resume: bool, overr
     from training.config import load_config
     from training.loop import fit
     from training.state import TrainingStateError
+    from training.tasks import build_task
 
     try:
         cfg = load_config(recipe, overrides)
@@ -37,19 +35,15 @@ def _run(task_name: str, data: Path, recipe: str, out: Path, resume: bool, overr
         raise typer.BadParameter(f"recipe {recipe!r} is for {cfg.task}, not {task_name}")
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
-    if task_name == "captions":
-        from training.captions import CaptionTask as Task
-    else:
-        from training.vqa import VQATask as Task
     torch.manual_seed(cfg.seed)  # the head's initial weights
     try:
-        task = Task(cfg, data)
+        task = build_task(cfg, data)  # the recipe's regime: VQA, teacher forcing, self-critical
     except (ValueError, CheckpointError) as exc:  # settings that do not fit the data or model
-        _fail(exc)
+        raise fail(exc) from exc
     try:
         result = fit(task, cfg, out, resume=resume)
     except TrainingStateError as exc:
-        _fail(exc)
+        raise fail(exc) from exc
     (out / "metrics.json").write_text(json.dumps(result.best_metrics, indent=2) + "\n")
     typer.echo(json.dumps({"model": str(out / "model"), **result.best_metrics}))
 

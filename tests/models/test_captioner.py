@@ -3,32 +3,35 @@ import math
 import pytest
 import torch
 
-from models.captioner import Captioner, CaptionerConfig, attention_penalty, attention_supervision
+from factories import tiny_captioner_config
+from models.captioner import Captioner, attention_penalty, attention_supervision, caption_loss
 from models.text import PAD_ID
 
 
 def make_captioner(conv_layers: int = 0) -> Captioner:
     torch.manual_seed(0)
     return Captioner(
-        CaptionerConfig(
+        tiny_captioner_config(
             vocab_size=20,
-            feat_dim=12,
+            feature_dim=12,
             grid=(3, 4),
-            d_model=16,
-            embed_dim=8,
             hidden_dim=24,
-            attn_dim=8,
             conv_layers=conv_layers,
             dropout=0.1,
         )
     )
 
 
+def teacher_forced(model: Captioner, features: torch.Tensor, captions: torch.Tensor) -> tuple:
+    """The forward pass over <bos> w_1 .. w_n <eos> <pad>.. captions (B, T), with its loss."""
+    return model(features, captions[:, :-1], captions[:, 1:])
+
+
 def test_forward_shapes_loss_and_attention_distributions() -> None:
     model = make_captioner(conv_layers=1)
     features = torch.randn(5, 12, 12)  # (B, L, D)
     captions = torch.tensor([[1, 5, 6, 7, 2, 0], [1, 8, 2, 0, 0, 0]]).repeat(3, 1)[:5]
-    logits, alphas, loss = model(features, captions)
+    logits, alphas, loss = teacher_forced(model, features, captions)
     assert logits.shape == (5, 5, 20)
     assert alphas.shape == (5, 5, 12)
     assert torch.allclose(alphas.sum(-1), torch.ones(5, 5), atol=1e-5)
@@ -42,7 +45,22 @@ def test_loss_ignores_padding() -> None:
     features = torch.randn(1, 12, 12)
     short = torch.tensor([[1, 5, 6, 2]])
     padded = torch.tensor([[1, 5, 6, 2, PAD_ID, PAD_ID]])
-    assert torch.allclose(model(features, short)[2], model(features, padded)[2], atol=1e-6)
+    assert torch.allclose(
+        teacher_forced(model, features, short)[2],
+        teacher_forced(model, features, padded)[2],
+        atol=1e-6,
+    )
+
+
+def test_without_targets_there_is_no_loss_and_the_same_pass() -> None:
+    model = make_captioner().eval()
+    features = torch.randn(2, 12, 12)
+    captions = torch.tensor([[1, 5, 6, 7, 2], [1, 8, 9, 2, 0]])
+    logits, alphas, loss = model(features, captions[:, :-1])
+    assert loss is None
+    forced_logits, forced_alphas, forced_loss = teacher_forced(model, features, captions)
+    assert torch.equal(logits, forced_logits) and torch.equal(alphas, forced_alphas)
+    assert torch.equal(caption_loss(logits, captions[:, 1:]), forced_loss)
 
 
 def test_training_lowers_the_loss_on_a_fixed_batch() -> None:
@@ -50,23 +68,12 @@ def test_training_lowers_the_loss_on_a_fixed_batch() -> None:
     features = torch.randn(4, 12, 12)
     captions = torch.tensor([[1, 5, 6, 2], [1, 7, 8, 2], [1, 9, 10, 2], [1, 11, 12, 2]])
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    first = model(features, captions)[2].item()
+    first = teacher_forced(model, features, captions)[2].item()
     for _ in range(40):
         optimizer.zero_grad()
-        model(features, captions)[2].backward()
+        teacher_forced(model, features, captions)[2].backward()
         optimizer.step()
-    assert model(features, captions)[2].item() < 0.3 * first
-
-
-def test_scheduled_sampling_changes_inputs_but_keeps_shapes() -> None:
-    model = make_captioner().eval()
-    features = torch.randn(2, 12, 12)
-    captions = torch.tensor([[1, 5, 6, 7, 2], [1, 8, 9, 2, 0]])
-    torch.manual_seed(1)
-    forced = model(features, captions)[0]
-    sampled = model(features, captions, sample_prob=1.0)[0]
-    assert sampled.shape == forced.shape
-    assert torch.equal(sampled[:, 0], forced[:, 0])  # the first input is always <bos>
+    assert teacher_forced(model, features, captions)[2].item() < 0.3 * first
 
 
 def test_attention_penalty_is_zero_when_every_cell_is_covered_once() -> None:
@@ -95,7 +102,7 @@ def test_attention_supervision_moves_the_attention_onto_the_targets() -> None:
     optimizer = torch.optim.Adam(model.parameters(), lr=0.02)
     losses = []
     for _ in range(30):
-        _, alphas, _ = model(features, captions)
+        _, alphas, _ = model(features, captions[:, :-1])
         loss = attention_supervision(alphas, targets)
         optimizer.zero_grad()
         loss.backward()

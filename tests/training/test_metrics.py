@@ -7,13 +7,9 @@ from pathlib import Path
 import pytest
 
 from training.data.vqa import VQARecord
-from training.metrics.captions import load_coco_results, score_captions
-from training.metrics.vqa import (
-    load_vqa_results,
-    normalize_answer,
-    question_accuracy,
-    score_vqa,
-)
+from training.metrics.captions import score_captions
+from training.metrics.results import ANSWERS, CAPTIONS, load_results, write_results
+from training.metrics.vqa import normalize_answer, question_accuracy, score_vqa
 
 
 @pytest.mark.parametrize(
@@ -112,12 +108,12 @@ def test_score_vqa_refuses_questions_without_answers() -> None:
         score_vqa({1: "yes"}, [record])
 
 
-def test_load_vqa_results(tmp_path: Path) -> None:
+def test_load_results_of_answers(tmp_path: Path) -> None:
     path = tmp_path / "results.json"
     path.write_text(
         json.dumps([{"question_id": 5, "answer": "yes"}, {"question_id": 6, "answer": "2"}])
     )
-    assert load_vqa_results(path) == {5: "yes", 6: "2"}
+    assert load_results(path, ANSWERS) == {5: "yes", 6: "2"}
     for bad, message in [
         ({"question_id": 5}, "JSON list"),
         ([{"question_id": "5", "answer": "yes"}], "integer question_id"),
@@ -126,7 +122,7 @@ def test_load_vqa_results(tmp_path: Path) -> None:
     ]:
         path.write_text(json.dumps(bad))
         with pytest.raises(ValueError, match=message):
-            load_vqa_results(path)
+            load_results(path, ANSWERS)
 
 
 REFERENCES = {
@@ -186,18 +182,30 @@ def test_score_captions_checks_inputs() -> None:
         score_captions({7: "a cat"}, REFERENCES, use_java=False)
 
 
-def test_load_coco_results(tmp_path: Path) -> None:
+def test_load_results_of_captions(tmp_path: Path) -> None:
     path = tmp_path / "captions_results.json"
     path.write_text(json.dumps([{"image_id": 1, "caption": "a red circle"}]))
-    assert load_coco_results(path) == {1: "a red circle"}
+    assert load_results(path, CAPTIONS) == {1: "a red circle"}
     for content, message in [
         ("{oops", "not valid JSON"),
         (json.dumps({"image_id": 1}), "JSON list"),
         (json.dumps(["a red circle"]), "not an object"),
         (json.dumps([{"image_id": 1.5, "caption": "x"}]), "integer image_id"),
         (json.dumps([{"image_id": 1}]), "string caption"),
-        (json.dumps([{"image_id": 1, "caption": "x"}, {"image_id": 1, "caption": "y"}]), "two"),
+        (json.dumps([{"image_id": 1, "caption": "x"}, {"image_id": 1, "caption": "y"}]), "twice"),
     ]:
         path.write_text(content)
         with pytest.raises(ValueError, match=message):
-            load_coco_results(path)
+            load_results(path, CAPTIONS)
+
+
+def test_written_results_are_the_servers_format_and_read_back(tmp_path: Path) -> None:
+    path = tmp_path / "answers.json"
+    write_results(path, {9: "yes", 3: "2"}, ANSWERS)
+    assert json.loads(path.read_text()) == [
+        {"question_id": 9, "answer": "yes"},
+        {"question_id": 3, "answer": "2"},
+    ]
+    assert load_results(path, ANSWERS) == {9: "yes", 3: "2"}
+    with pytest.raises(ValueError, match="integer image_id"):  # answers are not captions
+        load_results(path, CAPTIONS)

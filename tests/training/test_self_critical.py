@@ -5,12 +5,12 @@ import pytest
 import torch
 from torch.nn.utils.rnn import pad_sequence
 
-from models.captioner import Captioner, CaptionerConfig
+from factories import tiny_captioner_config
+from models.captioner import Captioner
 from models.text import BOS_ID, EOS_ID, PAD_ID
 from training.self_critical import sample_with_grad, self_critical_loss
 
-CONFIG = CaptionerConfig(vocab_size=12, feat_dim=8, grid=(2, 3), d_model=16, embed_dim=8,
-                         hidden_dim=16, attn_dim=8, dropout=0.0)  # fmt: skip
+CONFIG = tiny_captioner_config(vocab_size=12, feature_dim=8, grid=(2, 3))
 
 
 def tiny_captioner(seed: int = 0) -> Captioner:
@@ -30,7 +30,7 @@ def test_sampled_log_probs_are_the_teacher_forced_ones_and_stop_at_eos() -> None
         assert length == (int(ended[0]) + 1 if len(ended) else row.numel())  # mask ends at <eos>
         captions.append(torch.cat([torch.tensor([BOS_ID]), row[:length]]))
     padded = pad_sequence(captions, batch_first=True, padding_value=PAD_ID)  # (R, T+1)
-    logits, alphas, _ = model(features.repeat_interleave(4, 0), padded)
+    logits, alphas, _ = model(features.repeat_interleave(4, 0), padded[:, :-1])
     forced = logits.log_softmax(-1).gather(2, padded[:, 1:].unsqueeze(2)).squeeze(2)
     steps = padded.size(1) - 1
     mask = samples.mask[:, :steps]

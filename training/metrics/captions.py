@@ -10,12 +10,10 @@ CIDEr weighs n-grams by their rarity across the evaluated images' references, so
 meaningful over many images (on a single image every n-gram weight is zero).
 """
 
-import json
 import re
 import shutil
 import warnings
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 from pycocoevalcap.bleu.bleu import Bleu
 from pycocoevalcap.cider.cider import Cider
@@ -98,26 +96,3 @@ def _meteor(truths: dict[int, list[str]], candidates: dict[int, list[str]]) -> f
         if scorer.lock.locked():
             scorer.lock.release()
     return score
-
-
-def load_coco_results(path: Path) -> dict[int, str]:
-    """Read a COCO caption results file, `[{"image_id": int, "caption": str}, ...]`."""
-    try:
-        entries = json.loads(Path(path).read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path}: not valid JSON ({error})") from error
-    if not isinstance(entries, list):
-        raise ValueError(f"{path}: expected a JSON list of {{image_id, caption}} objects")
-    results: dict[int, str] = {}
-    for i, entry in enumerate(entries):
-        if not isinstance(entry, dict):
-            raise ValueError(f"{path}: entry {i} is not an object")
-        image_id, caption = entry.get("image_id"), entry.get("caption")
-        if not isinstance(image_id, int) or isinstance(image_id, bool):
-            raise ValueError(f"{path}: entry {i} needs an integer image_id")
-        if not isinstance(caption, str):
-            raise ValueError(f"{path}: entry {i} needs a string caption")
-        if image_id in results:
-            raise ValueError(f"{path}: image_id {image_id} has two captions")
-        results[image_id] = caption
-    return results

@@ -13,12 +13,10 @@ Two deliberate points where this differs from the letter of the official script:
   of a split can be scored; a question in `records` without a result is an error.
 """
 
-import json
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from itertools import combinations
-from pathlib import Path
 from typing import Protocol
 
 # Punctuation the official rules remove or turn into a space; apostrophes (contractions),
@@ -147,26 +145,3 @@ def score_vqa(results: Mapping[int, str], records: Iterable[AnsweredQuestion]) -
 
 def _mean(values: list[float]) -> float:
     return sum(values) / len(values)
-
-
-def load_vqa_results(path: Path) -> dict[int, str]:
-    """Read a VQA results file, `[{"question_id": int, "answer": str}, ...]`."""
-    try:
-        entries = json.loads(Path(path).read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path}: not valid JSON ({error})") from error
-    if not isinstance(entries, list):
-        raise ValueError(f"{path}: expected a JSON list of {{question_id, answer}} objects")
-    results: dict[int, str] = {}
-    for i, entry in enumerate(entries):
-        if not isinstance(entry, dict):
-            raise ValueError(f"{path}: entry {i} is not an object")
-        question_id, answer = entry.get("question_id"), entry.get("answer")
-        if not isinstance(question_id, int) or isinstance(question_id, bool):
-            raise ValueError(f"{path}: entry {i} needs an integer question_id")
-        if not isinstance(answer, str):
-            raise ValueError(f"{path}: entry {i} needs a string answer")
-        if question_id in results:
-            raise ValueError(f"{path}: question_id {question_id} appears twice")
-        results[question_id] = answer
-    return results

@@ -1,0 +1,73 @@
+"""The self-critical task: it goes on training an exported captioner on sampled captions
+(the sampler and the loss it uses are tested in test_self_critical)."""
+
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+import torch
+
+from tiny_runs import headless
+from training.captions_self_critical import SelfCriticalTask
+from training.config import load_config
+
+CPU = torch.device("cpu")
+
+
+def test_self_critical_run_fine_tunes_an_exported_model(
+    tiny_world: Path, teacher_forced: Path, tmp_path: Path
+) -> None:
+    from models.checkpoint import load_pretrained
+    from training.loop import fit
+
+    start = load_pretrained(teacher_forced)
+    cfg = load_config(
+        "shapes-scst", headless(f"init_from={teacher_forced}", "epochs=1", "batch_size=4")
+    )
+    task = SelfCriticalTask(cfg, tiny_world)
+    assert task.tokenizer.get_vocab() == start.tokenizer.get_vocab()
+    initial = task.model.state_dict()
+    for name, value in start.model.state_dict().items():
+        assert torch.equal(initial[name], value.float()), name
+    batch = task.batches(0)[0]
+    assert max(batch) < len(task.train_set.records)  # batches of images, not of captions
+    loss = task.loss(task.model, batch, CPU)
+    loss.backward()
+    result = fit(task, cfg, tmp_path)
+    assert result.best_metrics["score"] == result.best_metrics["correct"]
+    tuned = load_pretrained(tmp_path / "model")  # exported with the starting model's head
+    assert asdict(tuned.model.config) == asdict(start.model.config)
+
+
+def test_self_critical_with_attention_supervision_targets_the_sampled_phrases(
+    tiny_world: Path, teacher_forced: Path
+) -> None:
+    overrides = [f"init_from={teacher_forced}", "batch_size=4"]
+    plain = SelfCriticalTask(load_config("shapes-scst", headless(*overrides)), tiny_world)
+    supervised = SelfCriticalTask(
+        load_config("shapes-scst", headless(*overrides, "attention_supervision=1")), tiny_world
+    )
+    batch = plain.batches(0)[0]
+    torch.manual_seed(0)
+    without = plain.loss(plain.model.eval(), batch, CPU)
+    torch.manual_seed(0)
+    with_supervision = supervised.loss(supervised.model.eval(), batch, CPU)
+    assert with_supervision > without  # -log(mass) > 0 wherever a sample names an object
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (['model={"d_model": 16}'], "drop the model"),
+        (["image_size=32"], "trained on encoder"),
+        (["fine_tune=true"], "fine_tune=false"),
+    ],
+)
+def test_self_critical_settings_that_cannot_work_are_clear_errors(
+    tiny_world: Path, teacher_forced: Path, overrides: list[str], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):  # from the recipe or from the model
+        SelfCriticalTask(
+            load_config("shapes-scst", headless(f"init_from={teacher_forced}", *overrides)),
+            tiny_world,
+        )

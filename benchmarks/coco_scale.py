@@ -13,29 +13,33 @@ of images is, and the per-batch cost is extrapolated to an epoch. Results go to
 
 import argparse
 import gc
-import json
 import math
 import os
-import platform
-import re
-import resource
 import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
-from transformers import PreTrainedTokenizerFast
 
-from models.encoder import create_encoder
+from benchmarks.coco_reading import MB, read_passes
+from benchmarks.common import (
+    RESULTS,
+    current_peak_rss_mb,
+    machine,
+    proc_field,
+    proc_kib,
+    reset_peak_rss,
+    table,
+    write_json,
+)
+from models.encoders import create_encoder
 from models.text import SPECIALS, encode
 from training.config import TrainConfig, load_config
-from training.data.coco import CaptionDataset, CaptionRecord, build_vocabulary, collate_captions
+from training.data.coco import CaptionDataset, build_vocabulary
 from training.data.coco import load_caption_split as load_split
 from training.data.synthetic_coco import (
     COCO_TRAIN_IMAGES,
@@ -47,9 +51,7 @@ from training.data.synthetic_coco import (
 from training.features import FeatureCache
 from training.loop import bucketed_batches
 
-RESULTS = Path(__file__).resolve().parent / "results" / "coco_scale.json"
 VOCABULARY_AT_FULL_SIZE = (9_000, 10_000)  # Karpathy's COCO vocabulary at min_count 5: ~9.5k
-MB = 1024 * 1024
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -70,7 +72,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--images", action="store_true", help="also write the tiny JPEGs")
     parser.add_argument("--workdir", type=Path, help="keep the data here (default: a temp dir)")
-    parser.add_argument("--results", type=Path, default=RESULTS, help="results JSON path")
+    parser.add_argument(
+        "--results", type=Path, default=RESULTS / "coco_scale.json", help="results JSON path"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     args = parser.parse_args(argv)
@@ -81,27 +85,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-# ---------------------------------------------------------------- memory and time
-
-
-def _status_kib(field: str) -> int | None:
-    """A `/proc/self/status` figure in KiB (Linux), or None elsewhere."""
-    try:
-        match = re.search(rf"^{field}:\s+(\d+) kB", Path("/proc/self/status").read_text(), re.M)
-    except OSError:
-        return None
-    return int(match.group(1)) if match else None
-
-
-def _reset_peak_rss() -> bool:
-    """Reset the peak RSS to the current RSS (Linux >= 4.0), so each step gets its own peak."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        return False
-    return True
-
-
 class Steps:
     """Seconds, peak RSS and RSS after each named step."""
 
@@ -110,65 +93,40 @@ class Steps:
 
     @contextmanager
     def step(self, name: str) -> Iterator[dict]:
+        """Measure the body; what it puts in the yielded dict is kept with the figures."""
         gc.collect()
-        exact = _reset_peak_rss()
-        before_kib = _status_kib("VmRSS") or 0
+        exact = reset_peak_rss()
+        before_mb = _rss_mb()
         start = time.perf_counter()
         extra: dict = {}
         yield extra
         seconds = time.perf_counter() - start
-        peak_kib = _status_kib("VmHWM") if exact else None
-        if peak_kib is None:  # no per-step reset: the process's peak so far
-            peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         self.figures[name] = {
             "seconds": round(seconds, 3),
-            "rss_before_mb": round(before_kib / 1024, 1),
-            "peak_rss_mb": round(peak_kib / 1024, 1),
-            "rss_after_mb": round((_status_kib("VmRSS") or 0) / 1024, 1),
+            "rss_before_mb": round(before_mb, 1),
+            "peak_rss_mb": round(current_peak_rss_mb(), 1),
+            "rss_after_mb": round(_rss_mb(), 1),
             "peak_is_per_step": exact,
             **extra,
         }
 
 
+def _rss_mb() -> float:
+    return (proc_kib("VmRSS") or 0) / 1024
+
+
 def machine_info() -> dict:
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in _read_lines("/proc/cpuinfo")
-            if "model name" in line
-        ),
-        platform.processor(),
-    )
-    memory_kib = next(
-        (
-            int(line.split()[1])
-            for line in _read_lines("/proc/meminfo")
-            if line.startswith("MemTotal")
-        ),
-        0,
-    )
+    """The shared machine facts in this result's own layout, plus what the data side depends
+    on: the CPU model, the memory and numpy."""
+    facts = machine()
+    shared = ("date", "cpu_count", "platform", "python", "torch", "torch_threads")
     return {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "memory_gb": round(memory_kib / MB, 1),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
+        **{key: facts[key] for key in shared},
+        "cpu": proc_field("model name", "/proc/cpuinfo") or facts["processor"],
+        "memory_gb": round((proc_kib("MemTotal", "/proc/meminfo") or 0) / MB, 1),
         "numpy": np.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+        "load_average_1min": facts["load_average"][0],
     }
-
-
-def _read_lines(path: str) -> list[str]:
-    try:
-        return Path(path).read_text().splitlines()
-    except OSError:
-        return []
-
-
-# ---------------------------------------------------------------- the measured steps
 
 
 def grid_shape(recipe: str) -> tuple[TrainConfig, tuple[int, int], int]:
@@ -181,52 +139,10 @@ def grid_shape(recipe: str) -> tuple[TrainConfig, tuple[int, int], int]:
     return cfg, encoder.grid_size(cfg.image_size), encoder.out_dim
 
 
-def evict_from_page_cache(path: Path) -> bool:
-    """Drop a file's pages from the OS cache, so the next read comes from disk (Linux)."""
-    if not hasattr(os, "posix_fadvise"):
-        return False
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    finally:
-        os.close(fd)
-    return True
-
-
-def read_batches(dataset: CaptionDataset, batches: list[list[int]], workers: int) -> dict:
-    """Time building every batch as the training step does (workers=0) or through a DataLoader."""
-    start = time.perf_counter()
-    grid_bytes = 0
-    if workers == 0:
-        for batch in batches:
-            inputs = collate_captions([dataset[i] for i in batch]).inputs  # (B, L, D)
-            grid_bytes += inputs.numel() * 2  # read as fp16
-    else:
-        loader = DataLoader(
-            dataset, batch_sampler=batches, collate_fn=collate_captions, num_workers=workers
-        )
-        for inputs, *_ in loader:
-            grid_bytes += inputs.numel() * 2
-    return throughput(batches, time.perf_counter() - start, grid_bytes)
-
-
-def throughput(batches: list[list[int]], seconds: float, grid_bytes: int) -> dict:
-    examples = sum(len(b) for b in batches)
-    return {
-        "batches": len(batches),
-        "examples": examples,
-        "seconds": round(seconds, 3),
-        "ms_per_batch": round(1000 * seconds / len(batches), 2),
-        "examples_per_s": round(examples / seconds, 1),
-        "grid_mb_per_s": round(grid_bytes / MB / seconds, 1),
-    }
-
-
 def measure(root: Path, args: argparse.Namespace) -> dict:
     """Every measurement of the data side; returns the results document."""
     cfg, grid, dim = grid_shape(args.recipe)
-    machine = machine_info()
+    facts = machine_info()
     steps = Steps()
     with steps.step("generate the synthetic set") as extra:
         made = generate_synthetic_coco(
@@ -262,14 +178,14 @@ def measure(root: Path, args: argparse.Namespace) -> dict:
         lengths = [len(encode(tokenizer, train[r].captions[c])) for r, c in dataset.pairs]
     with steps.step("bucketed batches (one epoch)") as extra:
         extra["batches"] = len(bucketed_batches(lengths, cfg.batch_size, cfg.seed, 0))
-    reading = read_passes(train, tokenizer, cache, array, cfg, args)
+    reading = read_passes(train, tokenizer, cache, array, cfg, args.batches, args.workers)
     with steps.step("tokenise every caption (encode_batch)"):
         texts = [train[r].captions[c] for r, c in dataset.pairs]
         tokenizer.backend_tokenizer.encode_batch(texts, add_special_tokens=False)
     check_vocabulary(vocabulary, args.train)
     return {
         "benchmark": "coco_scale",
-        "machine": {**machine, "load_average_1min_end": machine_info()["load_average_1min"]},
+        "machine": {**facts, "load_average_1min_end": machine()["load_average"][0]},
         "recipe": {
             "name": args.recipe,
             "encoder": cfg.encoder,
@@ -286,52 +202,6 @@ def measure(root: Path, args: argparse.Namespace) -> dict:
         "reading": reading,
         "epoch": extrapolate(steps.figures, reading, len(dataset), cfg.batch_size),
     }
-
-
-def read_passes(
-    train: list[CaptionRecord],
-    tokenizer: PreTrainedTokenizerFast,
-    cache: FeatureCache,
-    array: Path,
-    cfg: TrainConfig,
-    args: argparse.Namespace,
-) -> dict:
-    """Batches over the cached images: cold (evicted from the page cache), warm, and workers."""
-    cached = set(cache.image_ids)
-    subset = CaptionDataset(
-        [r for r in train if r.image_id in cached],
-        tokenizer,
-        features=cache,
-        max_length=cfg.max_caption_len,
-    )
-    lengths = [len(encode(tokenizer, subset.records[r].captions[c])) for r, c in subset.pairs]
-    batches = bucketed_batches(lengths, cfg.batch_size, cfg.seed, 0)[: args.batches]
-    evicted = evict_from_page_cache(array)
-    reading = {"cold": {**read_batches(subset, batches, 0), "evicted": evicted}}
-    reading["warm"] = read_batches(subset, batches, 0)
-    if args.workers:
-        reading[f"warm, {args.workers} DataLoader workers"] = read_batches(
-            subset, batches, args.workers
-        )
-    reading["floor: one fp16 gather a batch"] = gather_floor(cache, subset, batches)
-    return reading
-
-
-def gather_floor(cache: FeatureCache, dataset: CaptionDataset, batches: list[list[int]]) -> dict:
-    """The least a batch's grids can cost: one fp16 gather from the memory map, no conversion.
-
-    Not what training does today; the gap to the warm pass is what per-example float32
-    conversion, tokenising and `torch.stack` cost.
-    """
-    rows = [
-        sorted(cache.row(dataset.records[dataset.pairs[i][0]].image_id) for i in batch)
-        for batch in batches
-    ]
-    start, grid_bytes = time.perf_counter(), 0
-    for batch_rows in rows:
-        grids = torch.from_numpy(cache.features[batch_rows])  # (B, L, D) fp16
-        grid_bytes += grids.numel() * 2
-    return throughput(batches, time.perf_counter() - start, grid_bytes)
 
 
 def check_vocabulary(vocabulary: dict, train_images: int) -> None:
@@ -375,23 +245,18 @@ def extrapolate(steps: dict, reading: dict, pairs: int, batch_size: int) -> dict
     }
 
 
-# ---------------------------------------------------------------- report
-
-
 def print_table(results: dict) -> None:
-    machine = results["machine"]
-    print(f"\nCOCO-scale data side on {machine['cpu_count']} CPUs ({machine['cpu']})\n")
-    print(f"{'step':46}{'seconds':>9}{'peak MB':>9}  notes")
-    for name, step in results["steps"].items():
-        print(f"{name:46}{step['seconds']:9.1f}{step['peak_rss_mb']:9.0f}  {_notes(step)}")
+    facts = results["machine"]
+    print(f"\nCOCO-scale data side on {facts['cpu_count']} CPUs ({facts['cpu']})\n")
+    steps = [
+        {"step": name, **step, "notes": _notes(step)} for name, step in results["steps"].items()
+    ]
+    print(table(steps, ["step", "seconds", "peak_rss_mb", "notes"]))
     vocabulary = results["vocabulary"]
-    print(f"vocabulary: {vocabulary['words']:,} words, expected {vocabulary['expected']:,}")
-    print(f"\n{'batches of ' + str(results['recipe']['batch_size']):46}", end="")
-    print(f"{'ms/batch':>9}{'ex/s':>9}{'MB/s':>9}")
-    for name, f in results["reading"].items():
-        print(
-            f"{name:46}{f['ms_per_batch']:9.1f}{f['examples_per_s']:9.0f}{f['grid_mb_per_s']:9.0f}"
-        )
+    print(f"vocabulary: {vocabulary['words']:,} words, expected {vocabulary['expected']:,}\n")
+    batches = f"batches of {results['recipe']['batch_size']}"
+    passes = [{batches: name, **figures} for name, figures in results["reading"].items()]
+    print(table(passes, [batches, "ms_per_batch", "examples_per_s", "grid_mb_per_s"]))
     epoch, cache = results["epoch"], results["feature_cache"]
     print(f"\none epoch: {epoch['pairs']:,} pairs in {epoch['batches']:,} batches")
     print(f"  start-up (load, vocabulary, index, tokenise): {epoch['startup_seconds']} s")
@@ -423,8 +288,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     else:
         with tempfile.TemporaryDirectory(prefix="glimpse-coco-scale-") as workdir:
             results = measure(Path(workdir), args)
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    args.results.write_text(json.dumps(results, indent=2) + "\n")
+    write_json(args.results, results)
     print_table(results)
     print(f"\nresults: {args.results}")
     return results

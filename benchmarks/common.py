@@ -1,4 +1,5 @@
-"""Shared by the speed benchmarks: machine facts, repeated timing, tables and result files.
+"""Shared by the speed benchmarks: machine facts, /proc memory figures, repeated timing,
+tables and result files.
 
 This machine is shared (2 cores, other jobs running), so one timing means little: every
 figure is the median of several repeats with its spread, and comparisons are ratios of
@@ -62,10 +63,12 @@ def peak_rss_mb() -> float:
 
 
 def table(rows: list[dict], columns: list[str]) -> str:
-    """A plain fixed-width table; floats get 3 significant decimals."""
+    """A plain fixed-width table; floats get 3 significant digits, whole ones from 1,000 up."""
 
     def cell(value: object) -> str:
-        return f"{value:.3g}" if isinstance(value, float) else str(value)
+        if not isinstance(value, float):
+            return str(value)
+        return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.3g}"
 
     cells = [[cell(row.get(c, "")) for c in columns] for row in rows]
     widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
@@ -74,12 +77,16 @@ def table(rows: list[dict], columns: list[str]) -> str:
     return "\n".join(lines)
 
 
+def write_json(path: Path, document: dict) -> Path:
+    """`document` as indented JSON at `path`, its folder made if needed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document, indent=2) + "\n")
+    return path
+
+
 def write_result(out: Path, name: str, result: dict) -> Path:
     """benchmarks/results/NAME.json (or `out`/NAME.json), with the machine facts added."""
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"{name}.json"
-    path.write_text(json.dumps({"machine": machine(), **result}, indent=2) + "\n")
-    return path
+    return write_json(out / f"{name}.json", {"machine": machine(), **result})
 
 
 def shapes_images(count: int, seed: int = 7) -> list:
@@ -108,14 +115,36 @@ def default_captioner() -> Path:
     return Settings().caption_model
 
 
-def reset_peak_rss() -> None:
-    """Restart the kernel's peak-RSS counter (VmHWM), so each model's peak is its own."""
-    Path("/proc/self/clear_refs").write_text("5")
+def proc_field(name: str, file: str = "/proc/self/status") -> str | None:
+    """The value of the `name:` line of a /proc file (Linux), or None where there is none."""
+    try:
+        lines = Path(file).read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        key, _, value = line.partition(":")
+        if key.strip() == name:
+            return value.strip()
+    return None
+
+
+def proc_kib(name: str, file: str = "/proc/self/status") -> int | None:
+    """A /proc memory figure (`VmRSS`, `VmHWM`, `MemTotal`...) in KiB, or None."""
+    value = proc_field(name, file)
+    return int(value.split()[0]) if value else None
+
+
+def reset_peak_rss() -> bool:
+    """Restart the kernel's peak-RSS counter (VmHWM), so each model's or step's peak is its
+    own; False where it cannot (before Linux 4.0: the peak is then the process's so far)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
 
 
 def current_peak_rss_mb() -> float:
     """VmHWM of this process since the last `reset_peak_rss`."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return peak_rss_mb()
+    kib = proc_kib("VmHWM")
+    return kib / 1024 if kib is not None else peak_rss_mb()

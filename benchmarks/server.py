@@ -11,66 +11,33 @@ answers counted apart), the mean batch size from /metrics, the server's peak RSS
 import argparse
 import asyncio
 import io
-import os
-import socket
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
 
-from benchmarks.common import RESULTS, default_captioner, shapes_images, table, timed, write_result
+from benchmarks.common import (
+    RESULTS,
+    default_captioner,
+    proc_kib,
+    shapes_images,
+    table,
+    timed,
+    write_result,
+)
+from benchmarks.local_server import local_server
 from service.engine import Engine
-
-HOST = "127.0.0.1"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
-def start_server(model: Path, port: int, max_batch: int, threads: int) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        "GLIMPSE_CAPTION_MODEL": str(model),
-        "GLIMPSE_VQA_MODEL": "",  # the captioner alone is measured
-        "GLIMPSE_MAX_BATCH_SIZE": str(max_batch),
-        "GLIMPSE_TORCH_THREADS": str(threads),
-        "GLIMPSE_ACCESS_LOG": "false",
-        "GLIMPSE_LOG_LEVEL": "warning",
-    }
-    command = [sys.executable, "-m", "api.cli", "serve", "--host", HOST, "--port", str(port)]
-    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-
-def wait_ready(server: subprocess.Popen, port: int, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"server exited: {server.stderr.read().decode()[-2000:]}")
-        try:
-            if httpx.get(f"http://{HOST}:{port}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise TimeoutError(f"server not ready after {timeout} s")
 
 
 def peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    kib = proc_kib("VmHWM", f"/proc/{pid}/status")
+    return kib / 1024 if kib is not None else float("nan")
 
 
-def batch_stats(port: int) -> tuple[float, float]:
+def batch_stats(url: str) -> tuple[float, float]:
     """Sum and count of the caption batch-size histogram, from /metrics."""
-    text = httpx.get(f"http://{HOST}:{port}/metrics", timeout=5).text
+    text = httpx.get(f"{url}/metrics", timeout=5).text
     total = count = 0.0
     for line in text.splitlines():
         if line.startswith("glimpse_batch_size_sum") and 'task="caption"' in line:
@@ -80,7 +47,7 @@ def batch_stats(port: int) -> tuple[float, float]:
     return total, count
 
 
-async def load(port: int, png: bytes, clients: int, seconds: float, limit: int) -> dict:
+async def load(url: str, png: bytes, clients: int, seconds: float, limit: int) -> dict:
     """`clients` loops posting the same image until `seconds` pass or `limit` requests go."""
     latencies: list[float] = []
     codes: dict[int, int] = {}
@@ -107,9 +74,7 @@ async def load(port: int, png: bytes, clients: int, seconds: float, limit: int) 
             (latencies if code == 200 else busy_latencies).append(elapsed)
 
     limits = httpx.Limits(max_connections=clients)
-    async with httpx.AsyncClient(
-        base_url=f"http://{HOST}:{port}", timeout=60, limits=limits
-    ) as http:
+    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as http:
         started = time.perf_counter()
         await asyncio.gather(*(client(http) for _ in range(clients)))
         wall = time.perf_counter() - started
@@ -153,23 +118,24 @@ def main(argv: list[str] | None = None) -> dict:
     offline = timed(lambda: engine.caption(batch), args.repeats)
     offline_img_s = args.max_batch / offline["median_s"]
 
-    port = free_port()
-    server = start_server(args.model, port, args.max_batch, args.threads)
+    settings = {
+        "caption_model": args.model,
+        "vqa_model": "",  # the captioner alone is measured
+        "max_batch_size": args.max_batch,
+        "torch_threads": args.threads,
+    }
+    png = buffer.getvalue()
     rows = []
-    try:
-        wait_ready(server, port)
+    with local_server(settings, capture_stderr=True) as server:
         for clients in args.clients:
-            before = batch_stats(port)
-            row = asyncio.run(load(port, buffer.getvalue(), clients, args.seconds, args.limit))
-            after = batch_stats(port)
+            before = batch_stats(server.url)
+            row = asyncio.run(load(server.url, png, clients, args.seconds, args.limit))
+            after = batch_stats(server.url)
             batches = after[1] - before[1]
             row["mean_batch"] = (after[0] - before[0]) / batches if batches else 0.0
             row["x_offline"] = row["img_s"] / offline_img_s
             rows.append(row)
         rss = peak_rss_mb(server.pid)
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
     print(f"offline batched ({args.max_batch} images): {offline_img_s:.2f} img/s")
     print(
         table(

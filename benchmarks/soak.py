@@ -13,9 +13,6 @@ The only acceptable failures are deliberate 503s (queue full); anything else is 
 import argparse
 import io
 import json
-import os
-import socket
-import subprocess
 import sys
 import threading
 import time
@@ -26,10 +23,11 @@ import httpx
 import numpy as np
 from PIL import Image
 
+from benchmarks.common import proc_kib, write_json
+from benchmarks.local_server import local_server
 from service.settings import PRETRAINED_DIR
 
 MAX_GROWTH = 0.10
-READY_TIMEOUT_S = 120.0
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -44,47 +42,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_server(args: argparse.Namespace, port: int) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        "GLIMPSE_HOST": "127.0.0.1",
-        "GLIMPSE_PORT": str(port),
-        "GLIMPSE_CAPTION_MODEL": str(args.caption_model),
-        "GLIMPSE_VQA_MODEL": str(args.vqa_model),
-        "GLIMPSE_ACCESS_LOG": "false",
-        "GLIMPSE_LOG_LEVEL": "warning",
-    }
-    command = [sys.executable, "-c", "from api.cli import app; app()", "serve"]
-    return subprocess.Popen(command, env=env)
-
-
-def wait_ready(url: str, server: subprocess.Popen) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    with httpx.Client(base_url=url, timeout=5.0) as client:
-        while time.monotonic() < deadline:
-            if server.poll() is not None:
-                raise RuntimeError(f"the server exited with {server.returncode}")
-            try:
-                if client.get("/readyz").status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-    raise RuntimeError("the server did not become ready")
-
-
 def rss_bytes(pid: int) -> int:
     """Resident memory of `pid`, from /proc (Linux)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError(f"no VmRSS for process {pid}")
+    kib = proc_kib("VmRSS", f"/proc/{pid}/status")
+    if kib is None:
+        raise RuntimeError(f"no VmRSS for process {pid}")
+    return kib * 1024
 
 
 def test_images(count: int = 8) -> list[bytes]:
@@ -175,13 +138,10 @@ def summarize(
 def main(argv: list[str] | None = None) -> dict:
     """Run the soak and write `--out`; returns the report (its `passed` says whether it held)."""
     args = parse_args(argv)
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    server = start_server(args, port)
-    try:
-        wait_ready(url, server)
+    settings = {"caption_model": args.caption_model, "vqa_model": args.vqa_model}
+    with local_server(settings) as server:
         images = test_images()
-        load = Load(url, time.monotonic() + args.seconds, args.max_requests)
+        load = Load(server.url, time.monotonic() + args.seconds, args.max_requests)
         samples: list[tuple[float, int]] = []
         stop = threading.Event()
         sampler = threading.Thread(target=sample_memory, args=(server.pid, stop, samples))
@@ -197,12 +157,8 @@ def main(argv: list[str] | None = None) -> dict:
         wall = time.monotonic() - started
         stop.set()
         sampler.join()
-    finally:
-        server.terminate()
-        server.wait(timeout=60)
     report = summarize(args, load.statuses, samples, wall)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    write_json(args.out, report)
     print(json.dumps({k: v for k, v in report.items() if k != "rss_samples"}, indent=2))
     return report
 

@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 from benchmarks import decode, encoder, peers, server, train
+from benchmarks.common import proc_field, proc_kib, table
 
 
 def written(tmp_path: Path, name: str, result: dict) -> dict:
@@ -52,3 +53,19 @@ def test_train_on_feature_cache(tmp_path: Path) -> None:
     result = train.main([*argv, "--out", str(tmp_path)])
     on_disk = written(tmp_path, "train", result)
     assert on_disk["cache_img_s"] > 0 and on_disk["train_samples_s"] > 0
+
+
+def test_proc_figures_are_read_by_name(tmp_path: Path) -> None:
+    status = tmp_path / "status"
+    status.write_text("Name:\tpython\nVmHWM:\t    2048 kB\nmodel name\t: AMD EPYC 7B13\n")
+    assert proc_kib("VmHWM", str(status)) == 2048
+    assert proc_field("model name", str(status)) == "AMD EPYC 7B13"
+    assert proc_kib("VmRSS", str(status)) is None
+    assert proc_kib("VmRSS", str(tmp_path / "no-such-process")) is None
+
+
+def test_tables_keep_large_figures_readable() -> None:
+    lines = table(
+        [{"name": "warm", "ms": 303.07, "ex_s": 6749.2, "n": 3}], ["name", "ms", "ex_s", "n"]
+    )
+    assert lines.splitlines()[1].split() == ["warm", "303", "6,749", "3"]

@@ -3,7 +3,8 @@ import itertools
 import pytest
 import torch
 
-from models.captioner import Captioner, CaptionerConfig
+from factories import tiny_captioner_config
+from models.captioner import Captioner
 from models.decoding import Caption, beam_search, greedy, sample, words_and_maps
 from models.text import BOS_ID, EOS_ID, build_tokenizer
 
@@ -11,18 +12,7 @@ from models.text import BOS_ID, EOS_ID, build_tokenizer
 @pytest.fixture(scope="module")
 def model() -> Captioner:
     torch.manual_seed(2)
-    model = Captioner(
-        CaptionerConfig(
-            vocab_size=9,
-            feat_dim=6,
-            grid=(2, 3),
-            d_model=12,
-            embed_dim=8,
-            hidden_dim=16,
-            attn_dim=8,
-            dropout=0.0,
-        )
-    )
+    model = Captioner(tiny_captioner_config(vocab_size=9, feature_dim=6, grid=(2, 3), d_model=12))
     with torch.no_grad():  # widen the untrained weights so that captions vary between images
         for p in model.parameters():
             p.mul_(1.5)

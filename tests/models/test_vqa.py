@@ -1,26 +1,14 @@
 import pytest
 import torch
 
+from factories import tiny_vqa_config
 from models.vqa import VQAConfig, VQAModel, soft_cross_entropy
 
 
 def make_vqa(fusion: str) -> VQAModel:
     torch.manual_seed(0)
     return VQAModel(
-        VQAConfig(
-            vocab_size=15,
-            num_answers=6,
-            feat_dim=10,
-            grid=(3, 3),
-            fusion=fusion,
-            d_model=16,
-            embed_dim=8,
-            question_dim=12,
-            attn_dim=8,
-            glimpses=2,
-            classifier_dim=16,
-            dropout=0.0,
-        )
+        tiny_vqa_config(vocab_size=15, num_answers=6, feature_dim=10, grid=(3, 3), fusion=fusion)
     )
 
 

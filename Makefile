@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed
 # apt-get needs root: use sudo when make runs as another user.
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: setup test serve browser lint format clean captioner vqa
+.PHONY: setup test serve browser lint typecheck format clean captioner vqa
 
 setup: $(STAMP)
 
@@ -19,6 +19,9 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+typecheck: setup
+	$(VENV)/bin/mypy
+
 format: setup
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
@@ -28,7 +31,7 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || ( $(SUDO) apt-get update && \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium )
 
-test: setup browser lint
+test: setup browser lint typecheck
 	$(VENV)/bin/pytest
 
 serve: setup
@@ -60,4 +63,4 @@ vqa: $(WORLD_WRITTEN)  # about 40 minutes on 2 cores
 	@echo "the VQA model: runs/vqa/model (copy it to models/pretrained/vqa); baseline: runs/vqa-concat"
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

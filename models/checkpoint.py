@@ -15,16 +15,17 @@ from pathlib import Path
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
-from torch import Tensor, nn
+from torch import Tensor
 from transformers import PreTrainedTokenizerFast
 
 from models.captioner import Captioner, CaptionerConfig
-from models.encoder import Encoder, create_encoder
+from models.encoders import Encoder, create_encoder
 from models.text import load_tokenizer, save_tokenizer
 from models.vqa import VQAConfig, VQAModel
 
 FORMAT_VERSION = 1
-HEADS: dict[str, tuple[type, type]] = {
+Head = Captioner | VQAModel
+HEADS: dict[str, tuple[type[Head], type]] = {
     "captioner": (Captioner, CaptionerConfig),
     "vqa": (VQAModel, VQAConfig),
 }
@@ -48,7 +49,7 @@ class EncoderSpec:
 @dataclass
 class Checkpoint:
     kind: str  # "captioner" or "vqa"
-    model: nn.Module
+    model: Head
     encoder: EncoderSpec
     tokenizer: PreTrainedTokenizerFast
     answers: list[str] | None = None
@@ -68,7 +69,7 @@ class Checkpoint:
         return encoder
 
 
-def write_atomic(path: Path, write: Callable[[str], None]) -> None:
+def write_atomic(path: Path, write: Callable[[str], object]) -> None:
     """Write through a temp file in the same directory and rename, so a crash never leaves a
     half-written file under the real name. Temp files of an earlier writer that was killed
     are removed first (one writer per file is assumed)."""
@@ -135,6 +136,8 @@ def load_pretrained(path: str | Path) -> Checkpoint:
     if not path.is_dir():
         raise CheckpointError(f"model directory {path} does not exist")
     config = _read_json(path / "config.json")
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{path / 'config.json'} is not a Glimpse config: not an object")
     try:
         kind = config["model_type"]
         model_cls, config_cls = HEADS[kind]
@@ -167,12 +170,13 @@ def load_pretrained(path: str | Path) -> Checkpoint:
         tokenizer = load_tokenizer(tokenizer_file)
     except Exception as exc:  # tokenizers raises a bare Exception on bad JSON
         raise CheckpointError(f"{tokenizer_file} is corrupt: {exc}") from exc
-    answers = _read_json(path / "answers.json") if kind == "vqa" else None
-    if answers is not None and (
-        not isinstance(answers, list) or len(answers) != model.config.num_answers
-    ):
-        raise CheckpointError(
-            f"{path / 'answers.json'} must list the model's {model.config.num_answers} answers"
-        )
+    answers: list[str] | None = None
+    if isinstance(model, VQAModel):
+        listed = _read_json(path / "answers.json")
+        if not isinstance(listed, list) or len(listed) != model.config.num_answers:
+            raise CheckpointError(
+                f"{path / 'answers.json'} must list the model's {model.config.num_answers} answers"
+            )
+        answers = listed
     model.eval()
     return Checkpoint(kind, model, encoder, tokenizer, answers, encoder_state or None, path)

@@ -80,11 +80,15 @@ def pad_questions(questions: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
 
 
 def decode(tokenizer: PreTrainedTokenizerFast, ids: Iterable[int]) -> list[str]:
-    """Words for ids, stopping at <eos> and skipping the other special tokens."""
+    """Words for ids, stopping at <eos> and skipping the other special tokens (and any id
+    outside the vocabulary, which no head can emit)."""
+    vocabulary = tokenizer.backend_tokenizer
     out = []
     for i in ids:
         if i == EOS_ID:
             break
         if i >= len(SPECIALS) or i == UNK_ID:
-            out.append(tokenizer.convert_ids_to_tokens(int(i)))
+            word = vocabulary.id_to_token(int(i))
+            if word is not None:
+                out.append(word)
     return out

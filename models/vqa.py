@@ -41,7 +41,8 @@ class VQAConfig:
     dropout: float = 0.3
 
     def __post_init__(self) -> None:
-        self.grid = tuple(self.grid)
+        rows, cols = self.grid  # JSON gives a list
+        self.grid = (rows, cols)
         if self.fusion not in FUSIONS:
             raise ValueError(f"fusion must be one of {FUSIONS}, got {self.fusion!r}")
 

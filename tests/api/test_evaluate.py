@@ -15,26 +15,20 @@ def last_json(output: str) -> dict:
     return json.loads(output.strip().splitlines()[-1])
 
 
+def evaluate(kind: str, root: Path, split: str, *options: str) -> Result:
+    """`glimpse evaluate KIND --data ROOT --split SPLIT OPTIONS...`."""
+    return runner.invoke(app, ["evaluate", kind, "--data", str(root), "--split", split, *options])
+
+
 @pytest.fixture(scope="module")
 def caption_run(tiny_world: Path, tiny_model_dirs, tmp_path_factory) -> tuple[dict, Path]:
     results = tmp_path_factory.mktemp("eval") / "captions.json"
-    out = runner.invoke(
-        app,
-        [
-            "evaluate",
-            "captions",
-            "--data",
-            str(tiny_world),
-            "--split",
-            "test",
-            "--model",
-            str(tiny_model_dirs[0]),
-            "--results-out",
-            str(results),
-            "--beam-size",
-            "1",
-            "--json",
-        ],
+    out = evaluate(
+        "captions",
+        tiny_world,
+        "test",
+        *("--model", str(tiny_model_dirs[0]), "--results-out", str(results)),
+        *("--beam-size", "1", "--json"),
     )
     assert out.exit_code == 0, out.output
     return last_json(out.stdout), results
@@ -62,20 +56,7 @@ def test_scoring_the_written_results_gives_the_same_scores(caption_run, tiny_wor
     report, results = caption_run
     rows = json.loads(results.read_text())
     assert len(rows) == 6 and set(rows[0]) == {"image_id", "caption"}
-    rescored = runner.invoke(
-        app,
-        [
-            "evaluate",
-            "captions",
-            "--data",
-            str(tiny_world),
-            "--split",
-            "test",
-            "--results",
-            str(results),
-            "--json",
-        ],
-    )
+    rescored = evaluate("captions", tiny_world, "test", "--results", str(results), "--json")
     assert rescored.exit_code == 0, rescored.output
     again = last_json(rescored.stdout)
     for key in ("Bleu_4", "CIDEr", "ROUGE_L"):
@@ -92,37 +73,13 @@ def test_perfect_answers_score_high_and_grounding_is_reported(
         for a in truth["annotations"]
     ]
     (tmp_path / "perfect.json").write_text(json.dumps(perfect))
-    scored = runner.invoke(
-        app,
-        [
-            "evaluate",
-            "vqa",
-            "--data",
-            str(tiny_world),
-            "--split",
-            "test",
-            "--results",
-            str(tmp_path / "perfect.json"),
-            "--json",
-        ],
+    scored = evaluate(
+        "vqa", tiny_world, "test", "--results", str(tmp_path / "perfect.json"), "--json"
     )
     assert scored.exit_code == 0, scored.output
     assert last_json(scored.stdout)["overall"] > 0.9
 
-    run = runner.invoke(
-        app,
-        [
-            "evaluate",
-            "vqa",
-            "--data",
-            str(tiny_world),
-            "--split",
-            "test",
-            "--model",
-            str(tiny_model_dirs[1]),
-            "--json",
-        ],
-    )
+    run = evaluate("vqa", tiny_world, "test", "--model", str(tiny_model_dirs[1]), "--json")
     assert run.exit_code == 0, run.output
     report = last_json(run.stdout)
     assert report["num_questions"] == len(perfect)
@@ -131,19 +88,7 @@ def test_perfect_answers_score_high_and_grounding_is_reported(
 
 def test_a_bad_results_file_is_a_clear_error(tiny_world: Path, tmp_path: Path) -> None:
     (tmp_path / "bad.json").write_text('{"not": "a list"}')
-    out = runner.invoke(
-        app,
-        [
-            "evaluate",
-            "captions",
-            "--data",
-            str(tiny_world),
-            "--split",
-            "test",
-            "--results",
-            str(tmp_path / "bad.json"),
-        ],
-    )
+    out = evaluate("captions", tiny_world, "test", "--results", str(tmp_path / "bad.json"))
     assert out.exit_code == 2 and "error:" in out.stderr
 
 
@@ -170,9 +115,7 @@ def test_dev(tmp_path: Path) -> Path:
 
 
 def evaluate_test_dev(root: Path, *options: str) -> Result:
-    return runner.invoke(
-        app, ["evaluate", "vqa", "--data", str(root), "--split", "test-dev", *options]
-    )
+    return evaluate("vqa", root, "test-dev", *options)
 
 
 def test_a_split_without_answers_writes_the_results_and_scores_nothing(

@@ -10,14 +10,19 @@ from typing import Annotated
 from fastapi import Depends, File, Form, Request, UploadFile
 
 from api.deps import SettingsDep
+from service.decoding_fields import DecodingFields, check_decoding
 from service.errors import InvalidField
-from service.inference import AnswerOptions, CaptionOptions
+from service.inference import AnswerOptions, CaptionOptions, LabelOptions
 from service.settings import Settings
 
 ImageFile = Annotated[UploadFile, File(description="JPEG, PNG, WebP, GIF, BMP or TIFF image")]
 
-_CAPTION_FIELDS = frozenset({"image", "beam_size", "max_length", "attention"})
+_DECODING_FIELDS = {"sample", "temperature", "top_k", "top_p", "seed", "num_captions"}
+_CAPTION_FIELDS = frozenset(
+    {"image", "beam_size", "max_length", "attention", "length_penalty", *_DECODING_FIELDS}
+)
 _VQA_FIELDS = frozenset({"image", "question", "top_k", "attention"})
+_LABEL_FIELDS = frozenset({"image", "top_k", "attention"})
 
 
 async def caption_options(
@@ -34,12 +39,48 @@ async def caption_options(
         Form(description="most words (default: GLIMPSE_CAPTION_LENGTH)", examples=[20]),
     ] = None,
     attention: Annotated[bool, Form(description="include one attention map per word")] = True,
+    sample: Annotated[
+        bool, Form(description="draw the words instead of searching (then no beam_size)")
+    ] = False,
+    temperature: Annotated[
+        float | None,
+        Form(description="sample only: > 0, at most GLIMPSE_MAX_TEMPERATURE (default 1)"),
+    ] = None,
+    top_k: Annotated[
+        int | None,
+        Form(description="sample only: draw among the k likeliest words (default: all)"),
+    ] = None,
+    top_p: Annotated[
+        float | None,
+        Form(description="sample only: draw among the likeliest words holding this mass, (0, 1]"),
+    ] = None,
+    seed: Annotated[
+        int | None, Form(description="sample only: the same seed gives the same caption")
+    ] = None,
+    num_captions: Annotated[
+        int | None,
+        Form(
+            description="captions to return, the best first: the n best beams (n <= beam_size) "
+            "or n samples; the others are `alternatives` (default 1)"
+        ),
+    ] = None,
+    length_penalty: Annotated[
+        float | None,
+        Form(description="rank candidates by log p / (words + 1)^length_penalty (default 0)"),
+    ] = None,
 ) -> CaptionOptions:
     await _only_known_fields(request, _CAPTION_FIELDS)
+    beams = _bounded("beam_size", beam_size, settings.beam_size, settings.max_beam_size)
+    sent = DecodingFields(sample, temperature, top_k, top_p, seed, num_captions, length_penalty)
+    decoding = check_decoding(sent, beams, beam_size is not None, settings)
     return CaptionOptions(
-        _bounded("beam_size", beam_size, settings.beam_size, settings.max_beam_size),
+        beams,
         _bounded("max_length", max_length, settings.caption_length, settings.max_caption_length),
         attention,
+        decoding.length_penalty,
+        decoding.num_captions,
+        decoding.sampling,
+        decoding.seed,
     )
 
 
@@ -69,6 +110,21 @@ async def answer_options(
 
 
 AnswerOptionsDep = Annotated[AnswerOptions, Depends(answer_options)]
+
+
+async def label_options(
+    request: Request,
+    settings: SettingsDep,
+    top_k: Annotated[
+        int | None, Form(description="labels to list (default: GLIMPSE_TOP_K)", examples=[5])
+    ] = None,
+    attention: Annotated[bool, Form(description="include each label's map")] = True,
+) -> LabelOptions:
+    await _only_known_fields(request, _LABEL_FIELDS)
+    return LabelOptions(_bounded("top_k", top_k, settings.top_k, settings.max_top_k), attention)
+
+
+LabelOptionsDep = Annotated[LabelOptions, Depends(label_options)]
 
 
 async def _only_known_fields(request: Request, known: frozenset[str]) -> None:

@@ -1,11 +1,13 @@
 """Caption decoding: greedy, batched beam search and sampling over a `Captioner`.
 
 Every path takes the raw encoder grid and returns, per image, the words' ids, the
-log-probability of the caption, and the attention map (over the L grid cells) used to emit
-each word, so the CLI, the API and the evaluator all share one path.
+log-probability of the caption, the attention map (over the L grid cells) used to emit each
+word and each word's log-probability, so the CLI, the API and the evaluator all share one
+path. Asked for several captions, a path returns the best with the others as `alternatives`.
 """
 
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -13,7 +15,10 @@ from torch import Tensor
 from transformers import PreTrainedTokenizerFast
 
 from models.captioner import Captioner, Prepared
+from models.sampling import Sampling, draw, filtered_probs, uniforms
 from models.text import BOS_ID, EOS_ID, decode
+
+Generators = torch.Generator | Sequence[torch.Generator | None] | None
 
 
 @dataclass
@@ -21,52 +26,106 @@ class Caption:
     tokens: list[int]  # word ids, without <bos>/<eos>
     score: float  # log-probability, <eos> included when emitted
     alphas: Tensor  # (len(tokens), L): one attention map per word
+    logprobs: Tensor  # (len(tokens),): each word's log-probability (softmax, no temperature)
+    alternatives: list["Caption"] = field(default_factory=list)  # the next best, best first
 
 
 @dataclass(frozen=True)
 class DecodeOptions:
-    """How to decode: beams of the search (1 = greedy) and the most words per caption."""
+    """How to decode: beam search (beam_size 1 = greedy) or, with `sampling`, sampling; the
+    most words per caption; how many captions per image (the n best beams, at most beam_size,
+    or n samples), ranked by log p / (words + 1)^length_penalty."""
 
     beam_size: int = 3
     max_len: int = 20
     length_penalty: float = 0.0
+    num_captions: int = 1
+    sampling: Sampling | None = None
+
+    def __post_init__(self) -> None:
+        if self.length_penalty < 0:
+            raise ValueError("length_penalty must be >= 0")
+        if self.sampling is None and not 1 <= self.num_captions <= self.beam_size:
+            raise ValueError("beam search returns between 1 and beam_size captions")
 
 
-def decode_captions(model: Captioner, features: Tensor, options: DecodeOptions) -> list[Caption]:
-    """The one entry point the service, training and benchmarks decode through."""
-    if options.beam_size == 1:
-        return greedy(model, features, options.max_len)
-    return beam_search(model, features, options.beam_size, options.max_len, options.length_penalty)
+def decode_captions(
+    model: Captioner, features: Tensor, options: DecodeOptions, generators: Generators = None
+) -> list[Caption]:
+    """The one entry point the service, training and benchmarks decode through.
 
-
-def words_and_maps(
-    caption: Caption, tokenizer: PreTrainedTokenizerFast, grid: tuple[int, int]
-) -> tuple[list[str], np.ndarray]:
-    """The caption's words, each with the (h, w) attention map it was written with.
-
-    A special token the model emitted (`decode` skips it) loses its map too, so that the
-    words and the maps stay aligned one to one.
+    `generators` drive sampling: one for all images, or one per image (then an image's words
+    depend on its own generator only); None draws from torch's global generator.
     """
+    o = options
+    if o.sampling is not None:
+        s = o.sampling
+        return sample(
+            model,
+            features,
+            o.max_len,
+            s.temperature,
+            generators,
+            top_k=s.top_k,
+            top_p=s.top_p,
+            num_captions=o.num_captions,
+            length_penalty=o.length_penalty,
+        )
+    if o.beam_size == 1:
+        return greedy(model, features, o.max_len)
+    return beam_search(model, features, o.beam_size, o.max_len, o.length_penalty, o.num_captions)
+
+
+def _spoken(caption: Caption, tokenizer: PreTrainedTokenizerFast) -> tuple[list[str], list[int]]:
+    """The caption's words and the positions of the tokens they come from; a special token the
+    model emitted (`decode` skips it) is left out, so that words, maps and probabilities stay
+    aligned one to one."""
     words, kept = [], []
     for position, token in enumerate(caption.tokens):
         for word in decode(tokenizer, [token]):  # nothing for a special token
             words.append(word)
             kept.append(position)
+    return words, kept
+
+
+def words_and_maps(
+    caption: Caption, tokenizer: PreTrainedTokenizerFast, grid: tuple[int, int]
+) -> tuple[list[str], np.ndarray]:
+    """The caption's words, each with the (h, w) attention map it was written with."""
+    words, kept = _spoken(caption, tokenizer)
     maps = caption.alphas[kept].reshape(len(kept), *grid).float().cpu().numpy()  # (T, h, w)
     return words, maps
 
 
-def _unbatch(tokens: Tensor, scores: Tensor, alphas: Tensor, lengths: Tensor) -> list[Caption]:
+def word_probabilities(caption: Caption, tokenizer: PreTrainedTokenizerFast) -> np.ndarray:
+    """p of each word `words_and_maps` returns, under the model's softmax: (T,) in (0, 1]."""
+    _, kept = _spoken(caption, tokenizer)
+    return caption.logprobs[kept].exp().double().cpu().numpy()  # (T,)
+
+
+def _unbatch(
+    tokens: Tensor, scores: Tensor, alphas: Tensor, logprobs: Tensor, lengths: Tensor
+) -> list[Caption]:
     return [
-        Caption(tokens[b, :n].tolist(), float(scores[b]), alphas[b, :n])
+        Caption(tokens[b, :n].tolist(), float(scores[b]), alphas[b, :n], logprobs[b, :n])
         for b, n in enumerate(lengths.tolist())
     ]
 
 
+def _ranked(hypotheses: list[Caption], length_penalty: float, n: int) -> Caption:
+    """The best of `hypotheses` with the next n - 1 as its alternatives (stable on ties)."""
+    ranked = sorted(hypotheses, key=lambda c: _normalised(c, length_penalty), reverse=True)[:n]
+    return replace(ranked[0], alternatives=ranked[1:])
+
+
+def _normalised(caption: Caption, length_penalty: float) -> float:
+    return caption.score / max(len(caption.tokens) + 1, 1) ** length_penalty
+
+
 @torch.inference_mode()
 def greedy(model: Captioner, features: Tensor, max_len: int = 20) -> list[Caption]:
-    """The most likely word at every step; `sample` with temperature 0."""
-    return _decode_one_path(model, features, max_len, temperature=0.0, generator=None)
+    """The most likely word at every step; `sample` at temperature -> 0."""
+    return _decode_one_path(model, features, max_len, lambda logits: logits.argmax(dim=-1))
 
 
 @torch.inference_mode()
@@ -75,46 +134,60 @@ def sample(
     features: Tensor,
     max_len: int = 20,
     temperature: float = 1.0,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
+    *,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    num_captions: int = 1,
+    length_penalty: float = 0.0,
 ) -> list[Caption]:
-    """Words drawn from softmax(logits / temperature), for diverse captions."""
-    if temperature <= 0:
-        raise ValueError("temperature must be > 0; use greedy() for temperature 0")
-    return _decode_one_path(model, features, max_len, temperature, generator)
+    """Words drawn from softmax(logits / temperature) within top-k and top-p, for diverse
+    captions; `num_captions` samples per image, the best first (see `decode_captions` for
+    `generator`). Scores and word probabilities are the model's, without temperature."""
+    sampling = Sampling(temperature, top_k, top_p)
+    b, n = features.size(0), num_captions
+    gens = list(generator) if isinstance(generator, Sequence) else [generator] * b
+    if len(gens) != b:
+        raise ValueError(f"{len(gens)} generators for {b} images")
+
+    def choose(logits: Tensor) -> Tensor:  # (B*n, V) -> (B*n,)
+        return draw(filtered_probs(logits, sampling), uniforms(gens, n, logits.device))
+
+    drawn = _decode_one_path(model, features, max_len, choose, n)  # image by image, n each
+    return [_ranked(drawn[i * n : (i + 1) * n], length_penalty, n) for i in range(b)]
 
 
 def _decode_one_path(
     model: Captioner,
     features: Tensor,
     max_len: int,
-    temperature: float,
-    generator: torch.Generator | None,
+    choose: Callable[[Tensor], Tensor],
+    per_image: int = 1,
 ) -> list[Caption]:
-    prepared = model.prepare(features)
-    b = features.size(0)
+    """`per_image` captions of each image (rows i*per_image ...), one word `choose`n per step."""
+    prepared = model.prepare(features).beams(per_image)
+    b = features.size(0) * per_image
     tokens = torch.full((b,), BOS_ID, dtype=torch.long, device=features.device)
     scores = features.new_zeros(b)
     lengths = torch.full((b,), max_len, dtype=torch.long, device=features.device)
     done = torch.zeros(b, dtype=torch.bool, device=features.device)
-    out_tokens, out_alphas = [], []
+    out_tokens, out_alphas, out_logprobs = [], [], []
     for t in range(max_len):
         logits, prepared.state, alpha = model.step(tokens, prepared)  # (B, V), (B, L)
-        logprobs = logits.log_softmax(dim=-1)
-        if temperature == 0:
-            tokens = logprobs.argmax(dim=-1)
-        else:
-            probs = (logits / temperature).softmax(dim=-1)
-            tokens = torch.multinomial(probs, 1, generator=generator).squeeze(1)
-        step_score = logprobs.gather(1, tokens.unsqueeze(1)).squeeze(1)
+        tokens = choose(logits)  # (B,)
+        step_score = logits.log_softmax(dim=-1).gather(1, tokens.unsqueeze(1)).squeeze(1)
         scores = scores + torch.where(done, 0.0, step_score)
         ended = (tokens == EOS_ID) & ~done
         lengths = torch.where(ended, t, lengths)
         done = done | ended
         out_tokens.append(tokens)
         out_alphas.append(alpha)
+        out_logprobs.append(step_score)
         if done.all():
             break
-    return _unbatch(torch.stack(out_tokens, 1), scores, torch.stack(out_alphas, 1), lengths)
+    stacked = (torch.stack(x, 1) for x in (out_tokens, out_alphas, out_logprobs))
+    tokens_t, alphas_t, logprobs_t = stacked  # (B, T), (B, T, L), (B, T)
+    return _unbatch(tokens_t, scores, alphas_t, logprobs_t, lengths)
 
 
 @torch.inference_mode()
@@ -124,14 +197,16 @@ def beam_search(
     beam_size: int = 3,
     max_len: int = 20,
     length_penalty: float = 0.0,
+    num_captions: int = 1,
 ) -> list[Caption]:
     """Beam search over B images x K beams as one (B*K) batch.
 
     A beam that emits <eos> is set aside as a finished hypothesis (scored by
     log p / len^length_penalty) and its slot goes to the next best candidate, so K beams stay
-    alive. An image stops when no live beam can still beat its best finished caption.
+    alive. An image stops when no live beam can still beat its n-th best finished caption
+    (n = num_captions <= K); the n best come back, the best first.
     """
-    b, k = features.size(0), beam_size
+    b, k, n = features.size(0), beam_size, num_captions
     device = features.device
     prepared = model.prepare(features).beams(k)
     scores = torch.full((b, k), float("-inf"), device=device)
@@ -139,35 +214,42 @@ def beam_search(
     tokens = torch.full((b * k,), BOS_ID, dtype=torch.long, device=device)
     history = torch.empty(b, k, 0, dtype=torch.long, device=device)  # words so far
     alpha_history = torch.empty(b, k, 0, features.size(1), device=device)
+    logp_history = torch.empty(b, k, 0, device=device)  # each word's log-probability
     finished: list[list[Caption]] = [[] for _ in range(b)]
-    best = torch.full((b,), float("-inf"), device=device)  # best finished normalised score
+    best = torch.full((b,), float("-inf"), device=device)  # n-th best finished normalised score
     active = torch.ones(b, dtype=torch.bool, device=device)
     ids = list(range(b))  # the original image of each row still decoding
+
+    def hypothesis(i: int, j: int | Tensor, score: float) -> Caption:  # beam j of row i, so far
+        return Caption(history[i, j].tolist(), score, alpha_history[i, j], logp_history[i, j])
 
     for t in range(max_len):
         offsets = torch.arange(b, device=device).unsqueeze(1) * k  # (B, 1)
         logits, state, alpha = model.step(tokens, prepared)  # (B*K, V), (B*K, L)
         vocab = logits.size(-1)
-        candidates = scores.unsqueeze(-1) + logits.log_softmax(dim=-1).view(b, k, vocab)
+        step_logp = logits.log_softmax(dim=-1).view(b, k * vocab)  # (B, K*V)
+        candidates = scores.view(b, k, 1) + step_logp.view(b, k, vocab)  # (B, K, V)
         top_scores, top_ids = candidates.view(b, k * vocab).topk(2 * k, dim=1)  # (B, 2K)
         origin, word = top_ids // vocab, top_ids % vocab  # (B, 2K)
+        word_logp = step_logp.gather(1, top_ids)  # (B, 2K)
         ends = word == EOS_ID
 
         # Candidates in the top K that emit <eos> become finished hypotheses.
         for i, j in (ends[:, :k] & active.unsqueeze(1) & top_scores[:, :k].isfinite()).nonzero():
-            src = origin[i, j]
-            caption = Caption(
-                history[i, src].tolist(), top_scores[i, j].item(), alpha_history[i, src]
-            )
-            finished[ids[i]].append(caption)
-            best[i] = max(best[i].item(), _normalised(caption, length_penalty))
+            hyps = finished[ids[i]]
+            hyps.append(hypothesis(i, origin[i, j], top_scores[i, j].item()))
+            if len(hyps) >= n:
+                best[i] = sorted(_normalised(c, length_penalty) for c in hyps)[-n]
 
         # The best K candidates that do not end stay alive.
         keep = torch.sort(ends.int(), dim=1, stable=True).indices[:, :k]  # (B, K)
         scores = top_scores.gather(1, keep)
-        origin, word = origin.gather(1, keep), word.gather(1, keep)
+        origin, word, word_logp = (x.gather(1, keep) for x in (origin, word, word_logp))
         rows = (offsets + origin).flatten()  # (B*K,) rows of the previous beams
         history = torch.cat([history.view(b * k, -1)[rows], word.view(-1, 1)], 1).view(b, k, -1)
+        logp_history = torch.cat(
+            [logp_history.view(b * k, -1)[rows], word_logp.view(-1, 1)], 1
+        ).view(b, k, -1)
         alpha_history = torch.cat(
             [alpha_history.flatten(0, 1)[rows], alpha[rows].unsqueeze(1)], 1
         ).view(b, k, t + 1, -1)
@@ -186,17 +268,12 @@ def beam_search(
             b = len(ids)
             scores, best, active = scores[live], best[live], active[live]
             history, alpha_history = history[live], alpha_history[live]
+            logp_history = logp_history[live]
             tokens = tokens.view(-1, k)[live].flatten()
             prepared = prepared.images(live)
 
     for i in active.nonzero().flatten().tolist():  # out of room: live beams end here, cut
         for j in range(k):
             if scores[i, j].isfinite():
-                finished[ids[i]].append(
-                    Caption(history[i, j].tolist(), scores[i, j].item(), alpha_history[i, j])
-                )
-    return [max(hyps, key=lambda c: _normalised(c, length_penalty)) for hyps in finished]
-
-
-def _normalised(caption: Caption, length_penalty: float) -> float:
-    return caption.score / max(len(caption.tokens) + 1, 1) ** length_penalty
+                finished[ids[i]].append(hypothesis(i, j, scores[i, j].item()))
+    return [_ranked(hyps, length_penalty, n) for hyps in finished]

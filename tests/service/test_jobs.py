@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from models.sampling import Sampling
 from service.engine import Engine
 from service.jobs import AnswerJob, CaptionJob, run_jobs
 from service.metrics import Metrics
@@ -42,3 +43,37 @@ def test_mixed_engine_jobs_share_one_encoder_pass_and_match_single_calls(tiny_mo
     assert registry.get_sample_value("glimpse_batch_size_sum", {"task": "encode"}) == 4
     assert registry.get_sample_value("glimpse_batch_size_count", {"task": "caption"}) == 2
     assert registry.get_sample_value("glimpse_batch_size_sum", {"task": "vqa"}) == 2
+
+
+def test_seeded_samples_are_the_same_whatever_the_batch(tiny_model_dirs):
+    """Sampled jobs of other seeds, other options and beam searches around a seeded one
+    leave its captions as they are alone: each draws from its own generator."""
+    engine = Engine.from_dirs(*tiny_model_dirs)
+    rng = np.random.default_rng(1)
+    images = [Image.fromarray(rng.integers(0, 255, (48, 64, 3), np.uint8)) for _ in range(4)]
+    hot = Sampling(temperature=1.5)
+
+    def job(image: Image.Image, seed: int | None, sampling: Sampling | None = hot) -> CaptionJob:
+        return CaptionJob(image, 3, 8, num_captions=3, sampling=sampling, seed=seed)
+
+    def texts(result) -> list[str]:
+        return [c.caption for c in [result, *result.alternatives]]
+
+    alone = texts(run_jobs(engine, [job(images[0], 11)])[0])
+    assert texts(run_jobs(engine, [job(images[0], 11)])[0]) == alone
+    company = [
+        job(images[1], 3),
+        job(images[0], 11),
+        job(images[2], None),
+        job(images[3], 11, Sampling(temperature=0.5)),
+        job(images[2], None, sampling=None),
+        AnswerJob(images[1], ("what color?",), top_k=2),
+    ]
+    results = run_jobs(engine, company)
+    assert texts(results[1]) == alone
+    assert len(results[0].alternatives) == 2
+    beams = results[4]
+    searched = engine.caption([images[2]], beam_size=3, max_length=8)[0]
+    assert beams.caption == searched.caption and len(beams.alternatives) == 2
+    other_seed = texts(run_jobs(engine, [job(images[0], 12)])[0])
+    assert other_seed != alone  # the seed matters, so the equalities above could fail

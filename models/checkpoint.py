@@ -1,5 +1,7 @@
 """Model directories in the Hugging Face layout: config.json, model.safetensors, tokenizer.json
-(and answers.json for VQA). No pickle: tensors go through safetensors, the rest is JSON.
+(and answers.json for VQA), optionally domain.safetensors + domain.json (`models.domain`: how
+far an image lies from the training images). No pickle: tensors go through safetensors, the
+rest is JSON.
 
 A frozen encoder is not saved (it is rebuilt from its published weights, keeping bundled
 models at a few MB); a fine-tuned one is saved under the `encoder.` prefix.
@@ -19,6 +21,7 @@ from torch import Tensor
 from transformers import PreTrainedTokenizerFast
 
 from models.captioner import Captioner, CaptionerConfig
+from models.domain import KINDS, DomainModel, summary_size
 from models.encoders import Encoder, create_encoder
 from models.text import load_tokenizer, save_tokenizer
 from models.vqa import VQAConfig, VQAModel
@@ -30,6 +33,7 @@ HEADS: dict[str, tuple[type[Head], type]] = {
     "vqa": (VQAModel, VQAConfig),
 }
 ENCODER_PREFIX = "encoder."
+DOMAIN_TENSORS, DOMAIN_INFO = "domain.safetensors", "domain.json"
 
 
 class CheckpointError(Exception):
@@ -46,6 +50,14 @@ class EncoderSpec:
     trainable: bool = False
 
 
+@dataclass(frozen=True)
+class TrainedOn:
+    """What a model learned from, for people: the data set's name and a sentence."""
+
+    dataset: str  # e.g. "shapes", "coco"
+    description: str
+
+
 @dataclass
 class Checkpoint:
     kind: str  # "captioner" or "vqa"
@@ -55,6 +67,8 @@ class Checkpoint:
     answers: list[str] | None = None
     encoder_state: dict[str, Tensor] | None = None  # only for a fine-tuned encoder
     path: Path | None = None
+    trained_on: TrainedOn | None = None
+    domain: DomainModel | None = None  # None: the directory has no domain check
 
     @property
     def name(self) -> str:
@@ -111,14 +125,74 @@ def save_pretrained(
     write_atomic(path / "tokenizer.json", lambda tmp: save_tokenizer(checkpoint.tokenizer, tmp))
     if checkpoint.answers is not None:
         _write_json(path / "answers.json", checkpoint.answers)
+    if checkpoint.domain is not None:
+        save_domain(path, checkpoint.domain)
     config = {
         "format_version": FORMAT_VERSION,
         "model_type": checkpoint.kind,
         "encoder": asdict(checkpoint.encoder),
         "model": asdict(checkpoint.model.config),
     }
+    if checkpoint.trained_on is not None:
+        config["trained_on"] = asdict(checkpoint.trained_on)
     _write_json(path / "config.json", config)  # last: a directory with a config is complete
     return path
+
+
+def save_domain(path: str | Path, domain: DomainModel) -> None:
+    """Write a domain model into the model directory `path` (tensors first, then its JSON)."""
+    path = Path(path)
+    tensors = {"mean": domain.mean.contiguous(), "precision": domain.precision.contiguous()}
+    write_atomic(path / DOMAIN_TENSORS, lambda tmp: save_file(tensors, tmp))
+    _write_json(
+        path / DOMAIN_INFO, {"kind": domain.kind, "threshold": domain.threshold} | domain.info
+    )
+
+
+def load_domain(path: str | Path) -> DomainModel | None:
+    """The domain model of the model directory `path`, or None when it has none."""
+    path = Path(path)
+    info_file, tensors_file = path / DOMAIN_INFO, path / DOMAIN_TENSORS
+    if not info_file.exists() and not tensors_file.exists():
+        return None
+    info = _read_json(info_file)
+    if not tensors_file.is_file():
+        raise CheckpointError(f"missing file {tensors_file}")
+    try:
+        tensors = load_file(tensors_file)
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"{tensors_file} is corrupt: {exc}") from exc
+    mean, precision = tensors.get("mean"), tensors.get("precision")
+    if not isinstance(info, dict) or mean is None or precision is None:
+        raise CheckpointError(f"{info_file} and {tensors_file} do not hold a domain model")
+    info = dict(info)
+    kind, threshold = info.pop("kind", None), info.pop("threshold", None)
+    if kind not in KINDS or not isinstance(threshold, int | float) or not threshold > 0:
+        raise CheckpointError(f"{info_file}: kind must be one of {KINDS}, threshold above 0")
+    if mean.ndim != 1 or precision.shape != (len(mean), len(mean)):
+        raise CheckpointError(f"{tensors_file}: mean (F,) and precision (F, F) do not match")
+    return DomainModel(kind, mean.float(), precision.float(), float(threshold), info)
+
+
+def record_trained_on(path: str | Path, trained_on: TrainedOn) -> None:
+    """Say in an existing model directory's config.json what the model was trained on."""
+    config_file = Path(path) / "config.json"
+    config = _read_json(config_file)
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{config_file} is not a Glimpse config: not an object")
+    _write_json(config_file, config | {"trained_on": asdict(trained_on)})
+
+
+def _trained_on(config: dict, config_file: Path) -> TrainedOn | None:
+    if "trained_on" not in config:
+        return None
+    try:
+        trained_on = TrainedOn(**config["trained_on"])
+    except TypeError as exc:
+        raise CheckpointError(f"{config_file}: trained_on needs dataset and description") from exc
+    if not isinstance(trained_on.dataset, str) or not isinstance(trained_on.description, str):
+        raise CheckpointError(f"{config_file}: trained_on's dataset and description are text")
+    return trained_on
 
 
 def _read_json(path: Path) -> object:
@@ -179,4 +253,10 @@ def load_pretrained(path: str | Path) -> Checkpoint:
             )
         answers = listed
     model.eval()
-    return Checkpoint(kind, model, encoder, tokenizer, answers, encoder_state or None, path)
+    domain = load_domain(path)
+    if domain is not None and len(domain.mean) != summary_size(domain.kind, model.config.feat_dim):
+        raise CheckpointError(f"{path / DOMAIN_TENSORS} does not match the encoder's channels")
+    trained_on = _trained_on(config, path / "config.json")
+    return Checkpoint(
+        kind, model, encoder, tokenizer, answers, encoder_state or None, path, trained_on, domain
+    )

@@ -4,6 +4,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Literal
 
+from models.checkpoint import TrainedOn
 from service.engine import Engine
 
 _TASKS: dict[str, Literal["captioning", "vqa"]] = {"captioner": "captioning", "vqa": "vqa"}
@@ -18,6 +19,9 @@ class ModelCard:
     grid: tuple[int, int]
     vocabulary_size: int
     answers: int | None  # answer classes (VQA only)
+    answer_list: tuple[str, ...] | None  # the answers it can give (VQA only)
+    trained_on: TrainedOn | None  # None: the model directory does not say
+    domain_check: bool  # whether answers say if an image lies in the training domain
 
 
 def model_cards(engine: Engine) -> dict[str, ModelCard]:
@@ -43,5 +47,8 @@ def model_cards(engine: Engine) -> dict[str, ModelCard]:
             grid=engine.grids[kind],
             vocabulary_size=len(checkpoint.tokenizer),
             answers=len(checkpoint.answers) if checkpoint.answers is not None else None,
+            answer_list=tuple(checkpoint.answers) if checkpoint.answers is not None else None,
+            trained_on=checkpoint.trained_on,
+            domain_check=checkpoint.domain is not None,
         )
     return cards

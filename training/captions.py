@@ -27,6 +27,7 @@ from training.data.coco import (
     build_vocabulary,
     load_caption_split,
 )
+from training.domain import TrainingImages
 from training.encoding import (
     EncodedHead,
     attach_images,
@@ -63,6 +64,7 @@ class CaptionTask:
             train, self.tokenizer, max_length=cfg.max_caption_len, **sources["train"]
         )
         self.val_source = sources["val"]
+        self.trained_on = TrainingImages.of(data, train)  # the export's domain check
 
     @property
     def head(self) -> Captioner:
@@ -125,7 +127,9 @@ class CaptionTask:
         return metrics
 
     def export(self, model: nn.Module, path: Path) -> None:
-        export_model(self.cfg, self.model, "captioner", self.tokenizer, path)
+        export_model(
+            self.cfg, self.model, "captioner", self.tokenizer, path, trained_on=self.trained_on
+        )
 
 
 def start_from(cfg: TrainConfig) -> tuple[Captioner, PreTrainedTokenizerFast]:

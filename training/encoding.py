@@ -8,10 +8,12 @@ import torch
 from torch import Tensor, nn
 from transformers import PreTrainedTokenizerFast
 
-from models.checkpoint import Checkpoint, EncoderSpec, save_pretrained
+from models.checkpoint import Checkpoint, EncoderSpec, TrainedOn, save_pretrained
+from models.domain import DomainModel
 from models.encoders import Encoder, create_encoder
 from models.preprocess import image_to_tensor
 from training.config import TrainConfig
+from training.domain import MIN_IMAGES, TrainingImages, fit_at_export
 from training.features import FeatureCache, load_or_build
 
 
@@ -64,15 +66,31 @@ def export_model(
     tokenizer: PreTrainedTokenizerFast,
     path: Path,
     answers: list[str] | None = None,
+    trained_on: TrainingImages | None = None,
 ) -> None:
-    """Save the trained head as a model directory (with the encoder when fine-tuned)."""
+    """Save the trained head as a model directory (with the encoder when fine-tuned), and
+    with `trained_on` what it was trained on and its domain check fitted on those images."""
     encoder_state = None
     if isinstance(model, EncodedHead):
         encoder_state = {k: v.cpu() for k, v in model.encoder.state_dict().items()}
-    checkpoint = Checkpoint(
-        kind, head_of(model), encoder_spec(cfg), tokenizer, answers, encoder_state
-    )
+    spec = encoder_spec(cfg)
+    checkpoint = Checkpoint(kind, head_of(model), spec, tokenizer, answers, encoder_state)
+    if trained_on is not None:
+        checkpoint.trained_on = TrainedOn(trained_on.dataset, trained_on.description)
+        checkpoint.domain = _domain_check(cfg, model, trained_on)
     save_pretrained(path, checkpoint, getattr(torch, cfg.export_dtype))
+
+
+def _domain_check(cfg: TrainConfig, model: nn.Module, images: TrainingImages) -> DomainModel | None:
+    """The check of the encoder grids the exported model reads (training.domain)."""
+    if len(images.paths) < MIN_IMAGES:
+        return None
+    if isinstance(model, EncodedHead):  # fine-tuned: its grids change with every export
+        encoder = model.encoder
+        return fit_at_export(lambda: encoder, cfg.image_size, images, None)
+    frozen = (cfg.encoder, cfg.image_size, repr(sorted(cfg.encoder_options.items())))
+    device = next(model.parameters()).device  # on the run's GPU, if it has one
+    return fit_at_export(lambda: build_encoder(cfg).to(device), cfg.image_size, images, frozen)
 
 
 class EncodedHead(nn.Module):

@@ -15,6 +15,7 @@ from training.data.vqa import (
     build_question_vocabulary,
     load_vqa_split,
 )
+from training.domain import TrainingImages
 from training.encoding import attach_images, build_encoder, export_model, head_of
 from training.loop import PICTURES, bucketed_batches
 from training.metrics.vqa import score_vqa
@@ -38,6 +39,7 @@ class VQATask:
         self.train_set = VQADataset(train, self.tokenizer, self.answers, **sources["train"])
         self.val_set = VQADataset(self.val, self.tokenizer, self.answers, **sources["val"])
         self.lengths = [len(q) for q in self.train_set.question_tokens]
+        self.trained_on = TrainingImages.of(data, train)  # the export's domain check
 
     @property
     def head(self) -> VQAModel:
@@ -88,4 +90,5 @@ class VQATask:
         return pictures
 
     def export(self, model: nn.Module, path: Path) -> None:
-        export_model(self.cfg, self.model, "vqa", self.tokenizer, path, self.answers.to_json())
+        answers = self.answers.to_json()
+        export_model(self.cfg, self.model, "vqa", self.tokenizer, path, answers, self.trained_on)

@@ -9,12 +9,15 @@ from models.encoders._base import Encoder
 from models.encoders._chunking import CPU_CHUNK, encode_in_chunks
 from models.encoders._factory import create_encoder
 from models.encoders._registry import list_encoders, register_encoder
+from models.encoders.cam import TopClasses, top_classes
 
 __all__ = [
     "CPU_CHUNK",
     "Encoder",
+    "TopClasses",
     "create_encoder",
     "encode_in_chunks",
     "list_encoders",
     "register_encoder",
+    "top_classes",
 ]

@@ -46,12 +46,26 @@ class Encoder(nn.Module):
         """(B, 3, H, W) normalised images -> (B, out_dim, h, w)."""
         raise NotImplementedError
 
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
-        """(B, 3, H, W) in [0, 1] -> grid (B, h*w, out_dim) and (h, w)."""
+    def imagenet_classifier(self) -> nn.Linear | None:
+        """The published ImageNet classifier over `top_from_grid`'s map, when the
+        weights that were loaded include it (set by the family's factory); else None."""
+        return None
+
+    def top_from_grid(self, grid: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """The map the ImageNet classifier pools (B, C, h', w'), computed on from `forward`'s
+        grid (B, L, D) of size (h, w): labels reuse the pass the heads already made. Families
+        with a head override it."""
+        raise NotImplementedError(f"encoder {self.name!r} has no ImageNet head")
+
+    def normalise(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) in [0, 1] -> the backbone's input statistics."""
         if images.dim() != 4 or images.shape[1] != 3:
             raise ValueError(f"expected images of shape (B, 3, H, W), got {tuple(images.shape)}")
-        x = (images - self.mean) / self.std  # (B, 3, H, W)
-        fmap = self.feature_map(x)  # (B, D, h, w)
+        return (images - self.mean) / self.std  # (B, 3, H, W)
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+        """(B, 3, H, W) in [0, 1] -> grid (B, h*w, out_dim) and (h, w)."""
+        fmap = self.feature_map(self.normalise(images))  # (B, D, h, w)
         h, w = fmap.shape[-2:]
         return fmap.flatten(2).transpose(1, 2), (h, w)  # (B, L, D)
 

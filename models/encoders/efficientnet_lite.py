@@ -91,6 +91,7 @@ class EfficientNetLite0Encoder(Encoder):
         self.blocks = nn.ModuleList(MBConv(*spec[:5]) for spec in specs)
         self.head = ConvBNAct(specs[-1][1], LITE0_HEAD, 1)
         self.classifier = nn.Linear(LITE0_HEAD, 1000)
+        self.has_imagenet_weights = False  # the factory sets it once the published .pth loads
 
     def feature_map(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(to_channels_last(x))  # (B, 32, H/2, W/2)
@@ -104,13 +105,22 @@ class EfficientNetLite0Encoder(Encoder):
         pooled = [F.adaptive_avg_pool2d(m, (h, w)) if m.shape[-2:] != (h, w) else m for m in maps]
         return torch.cat(pooled, dim=1)  # (B, out_dim, h, w)
 
+    def top_from_grid(self, grid: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        # The deepest block is the coarsest, so never pooled: its output is the grid's last
+        # channels, and the rest of the network runs on from there.
+        deepest = lite0_block_specs()[self.layers[-1]][1]
+        x = grid[..., -deepest:].transpose(1, 2).unflatten(2, size)  # (B, C, h, w)
+        for block in self.blocks[self.layers[-1] + 1 :]:
+            x = block(to_channels_last(x))
+        return self.head(x)  # (B, 1280, H/32, W/32)
+
+    def imagenet_classifier(self) -> nn.Linear | None:
+        return self.classifier if self.has_imagenet_weights else None
+
     def classify(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) in [0, 1] -> ImageNet logits (B, 1000), the full network."""
-        x = self.stem(to_channels_last((images - self.mean) / self.std))
-        for block in self.blocks:
-            x = block(x)
-        x = self.head(x).mean(dim=(2, 3))  # (B, 1280)
-        return self.classifier(x)  # (B, 1000)
+        grid, size = self(images)  # (B, L, D)
+        return self.classifier(self.top_from_grid(grid, size).mean(dim=(2, 3)))  # (B, 1000)
 
 
 # The lukemelas/EfficientNet-PyTorch key layout of the shipped .pth, mapped onto ours.
@@ -159,4 +169,5 @@ def efficientnet_lite0(
         if any(key.startswith("_") for key in state):
             state = {rename_lukemelas_key(key): value for key, value in state.items()}
         encoder.load_state_dict(state, strict=True)
+        encoder.has_imagenet_weights = True
     return encoder

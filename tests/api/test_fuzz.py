@@ -6,7 +6,14 @@ from hypothesis import HealthCheck, given, settings
 schemathesis = pytest.importorskip("schemathesis")
 
 EXAMPLES_PER_OPERATION = 12
-OPERATIONS = ["GET /healthz", "GET /readyz", "GET /v1/models", "POST /v1/captions", "POST /v1/vqa"]
+OPERATIONS = [
+    "GET /healthz",
+    "GET /readyz",
+    "GET /v1/models",
+    "POST /v1/captions",
+    "POST /v1/vqa",
+    "POST /v1/labels",
+]
 
 
 @pytest.fixture(scope="module")

@@ -1,9 +1,11 @@
-"""Pure ASGI middlewares: request metrics, the request body limit, strict UTF-8 form text.
+"""Pure ASGI middlewares: request metrics, the request body limit and deadline, strict UTF-8
+form text, and the security headers of every answer.
 
 Pure ASGI (not BaseHTTPMiddleware) so that they add no task per request and leave the
 disconnect messages that `unless_disconnected` waits for untouched.
 """
 
+import asyncio
 import time
 
 from python_multipart.exceptions import MultipartParseError
@@ -12,7 +14,7 @@ from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.errors import error_response
+from api.errors import RequestTimeout, error_response
 from service.errors import ImageTooLarge, InvalidField
 from service.metrics import Metrics
 
@@ -85,6 +87,101 @@ class BodyLimit:
             return message
 
         await self.app(scope, counted_receive, send)
+
+
+_CLOSE = (b"connection", b"close")
+
+
+class BodyDeadline:
+    """Answer 408 `request_timeout` (and close the connection) to a request whose body has not
+    all arrived `seconds` after the request began.
+
+    Without it a client that trickles its upload a few bytes a second holds a socket and a
+    request slot for as long as it likes. Only reading the body is timed: once it is complete,
+    waiting for a disconnect (`unless_disconnected`) is not. Any answer sent before the body
+    has all arrived (an error) closes the connection, or uvicorn would go on reading the rest
+    of that body, however slowly it came, with no deadline.
+    """
+
+    def __init__(self, app: ASGIApp, seconds: float) -> None:
+        self.app = app
+        self.seconds = seconds
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        deadline = time.monotonic() + self.seconds
+        headers = Headers(scope=scope)
+        declared = headers.get("content-length", "0")
+        body_done = "chunked" not in headers.get("transfer-encoding", "") and declared in ("", "0")
+        started = False
+
+        async def timed_receive() -> Message:
+            nonlocal body_done
+            if body_done:
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), deadline - time.monotonic())
+            except TimeoutError:
+                raise RequestTimeout(self.seconds) from None
+            body_done = message["type"] != "http.request" or not message.get("more_body")
+            return message
+
+        async def watched_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                if not body_done:
+                    message = {**message, "headers": [*message.get("headers", []), _CLOSE]}
+            await send(message)
+
+        try:
+            await self.app(scope, timed_receive, watched_send)
+        except RequestTimeout as error:  # raised where no handler turned it into an answer
+            if started:
+                raise
+            await error_response(Request(scope), error)(scope, receive, watched_send)
+
+
+# The page loads only its own script and stylesheet and draws the upload from a blob: URL;
+# the API answers JSON or PNG and needs nothing. /docs is FastAPI's Swagger UI: its script and
+# stylesheet come from jsDelivr and it starts with an inline script.
+PAGE_POLICY = (
+    "default-src 'self'; img-src 'self' blob: data:; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'"
+)
+DOCS_POLICY = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+    "style-src 'self' https://cdn.jsdelivr.net; img-src 'self' data: https://fastapi.tiangolo.com; "
+    "object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+)
+
+
+class SecurityHeaders:
+    """The headers a browser-facing service sends with every answer, errors included: no MIME
+    sniffing, a Content-Security-Policy (no framing), no Referer sent on."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        policy = DOCS_POLICY if scope["path"].startswith("/docs") else PAGE_POLICY
+        added = [
+            (b"x-content-type-options", b"nosniff"),
+            (b"content-security-policy", policy.encode()),
+            (b"referrer-policy", b"no-referrer"),
+        ]
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), *added]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
 class StrictFormText:

@@ -2,7 +2,8 @@
 
 Uploads are hostile until proven otherwise, so the checks run cheapest-first and before any
 expensive work: the byte limit while reading, the format allow-list and the pixel limit from
-the header, and only then the decode. Everything happens in memory; nothing touches disk.
+the header (`open_image`, which also estimates what the decode will cost), and only then the
+decode (`finish_decode`), no larger than the caller needs. Everything happens in memory.
 
 How unrecognised bytes are classified (the API contract):
 - empty upload -> InvalidImage (400): there is nothing to decode.
@@ -13,7 +14,10 @@ How unrecognised bytes are classified (the API contract):
 """
 
 import io
-from collections.abc import AsyncIterable, AsyncIterator
+import math
+from collections.abc import AsyncIterable, AsyncIterator, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -31,8 +35,10 @@ from service.errors import (
 # PNG screenshots; the model sees ~256 px, so bigger uploads only cost bandwidth and memory.
 MAX_IMAGE_BYTES = 10 * 1024 * 1024
 # 40 MP covers the photos of nearly every camera people upload from (phones save 12-24 MP,
-# most DSLRs 24-45 MP) while bounding one decode to ~120 MB of RGB (plus one working copy),
-# half of Pillow's own 89 MP warning threshold, so a handful of concurrent requests stays safe.
+# most DSLRs 24-45 MP). Images are shrunk on decode to what the model uses, so this bounds only
+# one decode's moment: 160 MB for a flat PNG (Pillow keeps RGB at 4 bytes), ~120 MB of DCT
+# coefficients for a progressive JPEG, 1/64 of that for a baseline one; the decode budget
+# (`service.admission`) bounds all of them together.
 MAX_IMAGE_PIXELS = 40_000_000
 DEFAULT_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF"})
 READ_CHUNK_BYTES = 64 * 1024
@@ -42,6 +48,11 @@ READ_CHUNK_BYTES = 64 * 1024
 _FORMAT_FAMILY = {"MPO": "JPEG"}
 _SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
 _WIDE_MODES = _SIXTEEN_BIT_MODES | {"I", "F"}
+# Bytes a pixel takes in Pillow's memory (RGB, CMYK, I, F... take 4); the modes `reduce` takes,
+# and what the others are converted to first (P: RGB, or RGBA when it has a transparent colour).
+_STORAGE_BYTES = {"1": 1, "L": 1, "P": 1} | dict.fromkeys(_SIXTEEN_BIT_MODES, 2)
+_REDUCIBLE_MODES = frozenset({"L", "LA", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "I", "F"})
+_REDUCIBLE_AS = {"1": "L"} | dict.fromkeys(_SIXTEEN_BIT_MODES, "I")
 _SNIFF_BYTES = 16  # what Pillow's `Image.open` hands to each format's signature check
 _WHITE = (255, 255, 255, 255)
 
@@ -86,29 +97,119 @@ async def _read_chunks(source: AsyncReadable, chunk_size: int) -> AsyncIterator[
         yield chunk
 
 
+@dataclass
+class OpenedImage:
+    """An upload whose header passed the checks, its pixels not decoded yet, and the bytes
+    of memory its decode is estimated to need at its peak (what admission counts)."""
+
+    image: Image.Image
+    cost: int
+    side: int | None
+
+
 def decode_image(
     data: bytes,
     max_pixels: int = MAX_IMAGE_PIXELS,
     allowed_formats: frozenset[str] = DEFAULT_FORMATS,
+    side: int | None = None,
 ) -> Image.Image:
     """Decode an upload into a new RGB image, or raise a typed error saying why not.
 
+    With `side`, the image is decoded no larger than needed for a longest side of `side`
+    (see `open_image`); without it, at full size.
+    """
+    return finish_decode(open_image(data, max_pixels, allowed_formats, side))
+
+
+def open_image(
+    data: bytes,
+    max_pixels: int = MAX_IMAGE_PIXELS,
+    allowed_formats: frozenset[str] = DEFAULT_FORMATS,
+    side: int | None = None,
+) -> OpenedImage:
+    """Read and check the header (format allow-list, pixel limit) without decoding pixels.
+
     Pillow's own bomb check (`Image.MAX_IMAGE_PIXELS`, a process-wide global) is left alone:
     our `max_pixels` is checked from the header before any pixel is decoded, and Pillow's
-    error or warning, should it fire first, is mapped to the same typed error.
-    Transparent pixels become white; the first frame of an animation is used.
+    error or warning, should it fire first, is mapped to the same typed error. With `side`, a
+    JPEG is set to decode at the smallest 1/2, 1/4 or 1/8 scale that keeps that longest side.
     """
     if not data:
         raise InvalidImage("the image is empty (0 bytes)")
-    try:
-        with Image.open(io.BytesIO(data), formats=sorted(allowed_formats)) as img:
+    with _decoding(max_pixels, data, allowed_formats):
+        img = Image.open(io.BytesIO(data), formats=sorted(allowed_formats))
+        try:
             _check_format(img, allowed_formats)
-            width, height = img.size
-            if width * height > max_pixels:
-                raise ImageTooManyPixels(max_pixels, width, height)
-            img.load()
-            ImageOps.exif_transpose(img, in_place=True)
-            return _to_rgb(img)
+        except GlimpseError:
+            img.close()
+            raise
+        width, height = img.size
+        if width * height > max_pixels:
+            img.close()
+            raise ImageTooManyPixels(max_pixels, width, height)
+        if side is not None and img.format in ("JPEG", "MPO") and max(img.size) > side:
+            scale = side / max(img.size)
+            img.draft(None, (math.ceil(width * scale), math.ceil(height * scale)))
+        return OpenedImage(img, len(data) + decode_cost(img, width * height, side), side)
+
+
+def finish_decode(opened: OpenedImage) -> Image.Image:
+    """Decode the pixels, shrink them to `side`, apply EXIF rotation, convert to RGB.
+
+    The full-size pixels are dropped as soon as the smaller copy exists. Transparent pixels
+    become white; the first frame of an animation is used.
+    """
+    img = opened.image
+    with img, _decoding(MAX_IMAGE_PIXELS, name=img.format):
+        img.load()
+        sixteen_bit = img.mode in _SIXTEEN_BIT_MODES
+        small = _shrink(img, opened.side)
+        ImageOps.exif_transpose(small, in_place=True)
+        return _to_rgb(small, sixteen_bit)
+
+
+def decode_cost(img: Image.Image, header_pixels: int, side: int | None) -> int:
+    """Estimated peak bytes of decoding `img` (Pillow keeps RGB as 4 bytes a pixel).
+
+    The decoded pixels, one full-size converted copy unless they shrink in their own mode,
+    and the decoders' own buffers: a progressive JPEG holds every DCT coefficient of the
+    full image (2 bytes per sample), libwebp decodes into a buffer of its own.
+    """
+    width, height = img.size
+    pixels = width * height
+    factor = max(width, height) // side if side else 1
+    cost = pixels * _STORAGE_BYTES.get(img.mode, 4)
+    if factor < 2:
+        cost += pixels * 4  # the RGB copy
+    else:
+        cost += pixels // factor**2 * 8  # the reduced copy and its RGB copy
+        if img.mode not in _REDUCIBLE_MODES:
+            cost += pixels * 4  # converted at full size first
+    if img.format in ("JPEG", "MPO") and img.info.get("progressive"):
+        cost += int(header_pixels * 2 * _samples_per_pixel(img))
+    elif img.format in ("WEBP", "TIFF"):
+        cost += pixels * 4
+    return cost
+
+
+def _samples_per_pixel(img: Image.Image) -> float:
+    """A JPEG's samples per pixel over its components (4:2:0 colour: 1.5), from its header."""
+    layers = getattr(img, "layer", None) or [(None, 1, 1, None)] * len(img.getbands())
+    most = max(h * v for _, h, v, _ in layers)
+    return sum(h * v for _, h, v, _ in layers) / most
+
+
+@contextmanager
+def _decoding(
+    max_pixels: int,
+    data: bytes = b"",
+    allowed_formats: frozenset[str] = frozenset(),
+    name: str | None = None,
+) -> Iterator[None]:
+    """Map whatever Pillow raises on bad input to the typed errors of the API contract;
+    `name` is the format when it is known, else it is sniffed from `data`."""
+    try:
+        yield
     except GlimpseError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
@@ -120,8 +221,19 @@ def decode_image(
     except Exception as err:
         # Pillow's parsers raise OSError, SyntaxError, ValueError, EOFError, struct.error,
         # zlib.error... on malformed input; all of them mean "these bytes do not decode".
-        name = _sniff(data, allowed_formats) or "image"
+        name = name or _sniff(data, allowed_formats) or "image"
         raise InvalidImage(f"the {name} data could not be decoded: {err}") from err
+
+
+def _shrink(img: Image.Image, side: int | None) -> Image.Image:
+    """`img` reduced by a whole factor (box average) to a longest side in [side, 2 side)."""
+    factor = max(img.size) // side if side else 1
+    if factor < 2:
+        return img
+    if img.mode not in _REDUCIBLE_MODES:
+        has_alpha = "transparency" in img.info
+        img = img.convert(_REDUCIBLE_AS.get(img.mode, "RGBA" if has_alpha else "RGB"))
+    return img.reduce(factor)
 
 
 def _check_format(img: Image.Image, allowed_formats: frozenset[str]) -> None:
@@ -157,10 +269,11 @@ def _names(formats: frozenset[str]) -> str:
     return ", ".join(sorted(formats))
 
 
-def _to_rgb(img: Image.Image) -> Image.Image:
-    """Convert any decoded mode to a new 8-bit RGB image."""
+def _to_rgb(img: Image.Image, sixteen_bit: bool) -> Image.Image:
+    """Convert any decoded mode to a new 8-bit RGB image; `sixteen_bit` says that wide
+    samples came from a 16-bit image (reduced as 32-bit "I")."""
     if img.mode in _WIDE_MODES:
-        return Image.fromarray(_to_uint8(np.asarray(img), img.mode)).convert("RGB")
+        return Image.fromarray(_to_uint8(np.asarray(img), sixteen_bit)).convert("RGB")
     if "A" in img.getbands() or "transparency" in img.info:
         # Composite on white: a transparent logo on a page is what people expect to see,
         # and the black that a plain convert("RGB") exposes would read as an object.
@@ -170,14 +283,14 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")  # L, 1, P, CMYK, YCbCr, LAB, HSV, RGBX; a copy when RGB
 
 
-def _to_uint8(values: np.ndarray, mode: str) -> np.ndarray:
+def _to_uint8(values: np.ndarray, sixteen_bit: bool) -> np.ndarray:
     """Scale wide grey samples to 0..255; Pillow's own convert clips them to white instead.
 
     16-bit samples have a known full scale (65535). 32-bit integers and floats do not, so
     they are stretched from their minimum to their maximum.
     """
     values = np.nan_to_num(values.astype(np.float64))  # (H, W)
-    if mode in _SIXTEEN_BIT_MODES:
+    if sixteen_bit:
         low, high = 0.0, 65535.0
     else:
         low, high = float(values.min()), float(values.max())

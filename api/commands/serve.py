@@ -27,6 +27,7 @@ def serve(
     from pydantic import ValidationError
 
     from api.app import create_app
+    from api.runtime import one_malloc_arena
     from service.settings import Settings
 
     # Only the options given override GLIMPSE_* variables; pydantic validates the values.
@@ -41,6 +42,7 @@ def serve(
     except ValidationError as exc:
         typer.echo(f"error: invalid settings:\n{exc}", err=True)
         raise typer.Exit(code=2) from exc
+    one_malloc_arena()  # so that freed memory can be handed back (api/runtime.py)
     # uvicorn configures only its own loggers; this shows the app's (model loading, errors).
     logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s:  %(message)s")
     uvicorn.run(
@@ -49,4 +51,6 @@ def serve(
         port=settings.port,
         log_level=settings.log_level,
         access_log=settings.access_log,
+        # Beyond this many open connections uvicorn answers 503 at once (plain text).
+        limit_concurrency=settings.max_connections,
     )

@@ -15,8 +15,15 @@ from fastapi.staticfiles import StaticFiles
 
 from api.deps import AppState, require_api_key
 from api.errors import install_error_handlers
-from api.middleware import BodyLimit, RequestMetrics, StrictFormText
-from api.routes import captions, health, models, vqa, web
+from api.middleware import (
+    BodyDeadline,
+    BodyLimit,
+    RequestMetrics,
+    SecurityHeaders,
+    StrictFormText,
+)
+from api.routes import captions, health, labels, models, vqa, web
+from api.runtime import TrimWhenIdle
 from service.engine import Engine
 from service.inference import Inference
 from service.loading import load_engine
@@ -70,6 +77,7 @@ def create_app(settings: Settings | None = None, loader: EngineLoader = load_eng
         max_body_bytes=settings.max_body_bytes,
         max_image_bytes=settings.max_image_bytes,
     )
+    app.add_middleware(BodyDeadline, seconds=settings.body_timeout_s)
     app.add_middleware(RequestMetrics, metrics=state.metrics)  # outside BodyLimit: times its 413s
     if settings.cors_origins:
         app.add_middleware(
@@ -78,8 +86,10 @@ def create_app(settings: Settings | None = None, loader: EngineLoader = load_eng
             allow_methods=["GET", "POST"],
             allow_headers=["Authorization"],
         )
+    app.add_middleware(SecurityHeaders)  # outermost: every answer, errors included
+    app.add_middleware(TrimWhenIdle)  # freed memory goes back once no request is in flight
     protected = [Depends(require_api_key)] if settings.api_keys else []
-    for router in (captions.router, vqa.router, models.router):
+    for router in (captions.router, vqa.router, labels.router, models.router):
         app.include_router(router, dependencies=protected)
     app.include_router(health.router)
     app.include_router(web.router)

@@ -2,7 +2,7 @@
 
 import typer
 
-from api.commands import data, evaluate, predict, scale, serve, train
+from api.commands import data, domain, evaluate, labels, predict, scale, serve, train
 from api.runtime import keep_freed_memory
 
 app = typer.Typer(
@@ -20,7 +20,9 @@ def main() -> None:
 
 app.command()(predict.caption)
 app.command()(predict.ask)
+app.command()(labels.labels)
 app.add_typer(data.app, name="data")
+app.add_typer(domain.app, name="domain")
 app.add_typer(train.app, name="train")
 app.add_typer(evaluate.app, name="evaluate")
 app.add_typer(scale.app, name="scale")

@@ -24,7 +24,9 @@ from service.errors import (
     ImageTooManyPixels,
     InvalidField,
     InvalidImage,
+    LabelsUnavailable,
     NotReady,
+    OutOfDomain,
     UnsupportedImageType,
 )
 
@@ -43,6 +45,19 @@ class ClientDisconnected(GlimpseError):
 
     def __init__(self) -> None:
         super().__init__("the client closed the connection")
+
+
+class RequestTimeout(GlimpseError):
+    """The request body did not arrive in time (a slow or stalled upload holds a slot)."""
+
+    code = "request_timeout"
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"the request body did not arrive within {seconds:g} s")
+        self.seconds = seconds
+
+    def details(self) -> dict[str, object]:
+        return {"timeout_s": self.seconds}
 
 
 class InternalError(GlimpseError):
@@ -68,10 +83,13 @@ STATUSES: dict[type[GlimpseError], int] = {
     GlimpseError: 500,
     InvalidImage: 400,
     Unauthorized: 401,
+    RequestTimeout: 408,
     ImageTooLarge: 413,
     ImageTooManyPixels: 413,
+    LabelsUnavailable: 404,
     UnsupportedImageType: 415,
     InvalidField: 422,
+    OutOfDomain: 422,
     ClientDisconnected: 499,
     Busy: 503,
     NotReady: 503,

@@ -7,21 +7,31 @@ answers with their attention maps. Batching and HTTP live above it.
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
+from transformers import PreTrainedTokenizerFast
 
 from models.captioner import Captioner
 from models.checkpoint import Checkpoint, EncoderSpec, load_pretrained
-from models.decoding import DecodeOptions, decode_captions, words_and_maps
+from models.decoding import (
+    Caption,
+    DecodeOptions,
+    Generators,
+    decode_captions,
+    word_probabilities,
+    words_and_maps,
+)
 from models.encoders import Encoder, encode_in_chunks
 from models.preprocess import images_to_batch
 from models.text import UNK_ID, encode, pad_questions
 from models.vqa import VQAModel
+from service.domain import DomainPolicy, DomainVerdict, judge, unknown_words
+from service.labels import Labeller, LabelsResult, find_labeller
 
 
 @dataclass
@@ -30,6 +40,10 @@ class CaptionResult:
     words: list[str]
     attention: np.ndarray  # (len(words), h, w), one map per word
     score: float  # log-probability of the caption
+    domain: DomainVerdict | None = None  # None: no domain check
+    probs: np.ndarray = field(default_factory=lambda: np.ones(0))  # (len(words),) p of each
+    alternatives: list["CaptionResult"] = field(default_factory=list)  # the next best, in order
+    labels: LabelsResult | None = None  # what the encoder recognises, for an out-of-domain image
 
 
 @dataclass
@@ -38,6 +52,18 @@ class AnswerResult:
     answer: str
     top_k: list[tuple[str, float]]  # (answer, probability), best first
     attention: np.ndarray | None  # (glimpses, h, w); None for the concat baseline
+    domain: DomainVerdict | None = None  # of the image; None: no domain check
+    unknown_words: list[str] = field(default_factory=list)  # read as <unk>
+    labels: LabelsResult | None = None  # of the image, when it is out of the domain
+
+
+def _spoken(
+    caption: Caption, tokenizer: PreTrainedTokenizerFast, grid: tuple[int, int]
+) -> CaptionResult:
+    """A decoded caption as words, with each word's attention map and probability."""
+    words, maps = words_and_maps(caption, tokenizer, grid)
+    probs = word_probabilities(caption, tokenizer)
+    return CaptionResult(" ".join(words), words, maps, caption.score, probs=probs)
 
 
 def as_lists(maps: np.ndarray, decimals: int = 4) -> list:
@@ -69,6 +95,7 @@ class Engine:
         if threads:
             torch.set_num_threads(threads)
         self.captioner, self.vqa = captioner, vqa
+        self.domain_policy: DomainPolicy = "warn"
         self._encoders: dict[tuple, tuple[Encoder, int]] = {}
         self._keys: dict[str, tuple] = {}
         for kind, checkpoint in (("captioner", captioner), ("vqa", vqa)):
@@ -79,6 +106,9 @@ class Engine:
                 encoder = checkpoint.build_encoder().fold_batchnorm()
                 self._encoders[key] = (encoder, checkpoint.encoder.image_size)
             self._keys[kind] = key
+        # ImageNet labels from the captioner's encoder, else the VQA model's, when it has a head.
+        self.labeller: Labeller | None = find_labeller(self._encoders, list(self._keys.values()))
+        self.labels_top_k = 3  # labels given with an out-of-domain answer (0: none)
 
     @classmethod
     def from_dirs(
@@ -102,6 +132,30 @@ class Engine:
             for key, (encoder, size) in self._encoders.items()
         }
 
+    def labels(
+        self, images: Sequence[Image.Image], top_k: int = 5, features: dict | None = None
+    ) -> list[LabelsResult]:
+        """The top_k ImageNet classes of each image with their maps, from the labeller's grid."""
+        if self.labeller is None:
+            raise RuntimeError("no loaded encoder has an ImageNet head")
+        features = features or self.encode(images)
+        return self.labeller.labels(features[self.labeller.key], top_k)
+
+    def encoder_key(self, kind: str) -> tuple:
+        """Which of `encode`'s grids the head `kind` reads."""
+        return self._keys[kind]
+
+    def encoder_for(self, kind: str) -> tuple[Encoder, int]:
+        """The encoder the head `kind` reads and the image side it takes."""
+        return self._encoders[self._keys[kind]]
+
+    def judge(self, kind: str, grid: Tensor) -> list[DomainVerdict | None]:
+        """Whether each grid (B, L, D) of `kind`'s encoder lies in that head's domain."""
+        checkpoint = self.captioner if kind == "captioner" else self.vqa
+        if checkpoint is None:
+            raise RuntimeError(f"no {kind} is loaded")
+        return judge(checkpoint, grid, self.domain_policy)
+
     @torch.inference_mode()
     def caption(
         self,
@@ -109,7 +163,13 @@ class Engine:
         beam_size: int = 3,
         max_length: int = 30,
         features: dict[tuple, Tensor] | None = None,
+        *,
+        decoding: DecodeOptions | None = None,
+        generators: Generators = None,
     ) -> list[CaptionResult]:
+        """Captions of `images`: `beam_size` and `max_length` are the short way to say how to
+        decode, `decoding` the full one (sampling, several captions); `generators` as in
+        `decode_captions`."""
         if self.captioner is None:
             raise RuntimeError("no captioner is loaded")
         features = features or self.encode(images)
@@ -119,11 +179,12 @@ class Engine:
             raise TypeError(
                 f"{self.captioner.name} is a {self.captioner.kind} model, not a captioner"
             )
-        captions = decode_captions(model, grid, DecodeOptions(beam_size, max_length))
+        options = decoding or DecodeOptions(beam_size, max_length)
+        captions = decode_captions(model, grid, options, generators)
         results = []
-        for c in captions:
-            words, maps = words_and_maps(c, tokenizer, model.config.grid)
-            results.append(CaptionResult(" ".join(words), words, maps, c.score))
+        for c, verdict in zip(captions, self.judge("captioner", grid), strict=True):
+            best, *others = (_spoken(x, tokenizer, model.config.grid) for x in [c, *c.alternatives])
+            results.append(replace(best, domain=verdict, alternatives=others))
         return results
 
     @torch.inference_mode()
@@ -156,8 +217,11 @@ class Engine:
         top_p, top_i = probs.topk(k, dim=1)
         h, w = model.config.grid
         results: list[list[AnswerResult]] = [[] for _ in questions]
+        verdicts = self.judge("vqa", grid)
         for row, question in enumerate(flat):
             ranked = [(answers[i], float(p)) for p, i in zip(top_p[row], top_i[row], strict=True)]
             attention = None if maps is None else maps[row].reshape(-1, h, w).float().numpy()
-            results[int(owner[row])].append(AnswerResult(question, ranked[0][0], ranked, attention))
+            i, unknown = int(owner[row]), unknown_words(self.vqa.tokenizer, question)
+            answer = AnswerResult(question, ranked[0][0], ranked, attention, verdicts[i], unknown)
+            results[i].append(answer)
         return results

@@ -95,3 +95,26 @@ class NotReady(GlimpseError):
 
     def __init__(self, message: str = "models are still loading") -> None:
         super().__init__(message)
+
+
+class OutOfDomain(GlimpseError):
+    """The image lies outside what the model was trained on and the policy is to refuse."""
+
+    code = "out_of_domain"
+
+    def __init__(self, model: str, trained_on: str | None, score: float, threshold: float) -> None:
+        knows = f" (it knows {trained_on})" if trained_on else ""
+        super().__init__(
+            f"the image is outside the domain of {model}{knows}: its distance from the "
+            f"training images is {score:g}, over the threshold {threshold:g}; nothing was decoded"
+        )
+        self.score, self.threshold = score, threshold
+
+    def details(self) -> dict[str, object]:
+        return {"score": self.score, "threshold": self.threshold}
+
+
+class LabelsUnavailable(GlimpseError):
+    """No loaded encoder has an ImageNet head, so there are no labels to give."""
+
+    code = "labels_unavailable"

@@ -13,12 +13,24 @@ from typing import Generic, TypeVar
 
 from PIL import Image
 
+from models.sampling import Sampling
+from service.admission import DecodeBudget
 from service.batcher import Completed, MicroBatcher
 from service.cards import ModelCard, model_cards
 from service.engine import AnswerResult, CaptionResult, Engine
-from service.errors import NotReady
-from service.images import ImageSource, decode_image, read_limited
-from service.jobs import AnswerJob, CaptionJob, EngineJob, EngineResult, run_jobs
+from service.errors import LabelsUnavailable, NotReady, OutOfDomain
+from service.images import ImageSource, finish_decode, open_image, read_limited
+from service.jobs import (
+    AnswerJob,
+    CaptionJob,
+    EngineJob,
+    EngineResult,
+    LabelJob,
+    Refused,
+    run_jobs,
+)
+from service.labels import LabelsResult
+from service.memory import return_freed_memory
 from service.metrics import Metrics
 from service.settings import Settings
 
@@ -28,11 +40,17 @@ R = TypeVar("R")
 @dataclass(frozen=True)
 class CaptionOptions:
     """How to caption. The maps are always computed (an overlay draws them); `attention`
-    says whether the caller's answer includes them."""
+    says whether the caller's answer includes them. With `sampling` the caption is drawn (from
+    `seed`, or unseeded), else searched; `num_captions` come back, ranked with
+    `length_penalty` (see `models.decoding.DecodeOptions`)."""
 
     beam_size: int
     max_length: int
     attention: bool = True
+    length_penalty: float = 0.0
+    num_captions: int = 1
+    sampling: Sampling | None = None
+    seed: int | None = None
 
 
 @dataclass(frozen=True)
@@ -40,6 +58,14 @@ class AnswerOptions:
     """The questions about one image; `attention` as in `CaptionOptions`."""
 
     questions: tuple[str, ...]
+    top_k: int
+    attention: bool = True
+
+
+@dataclass(frozen=True)
+class LabelOptions:
+    """How many ImageNet labels; `attention` as in `CaptionOptions`."""
+
     top_k: int
     attention: bool = True
 
@@ -74,6 +100,18 @@ class Inference:
     def __init__(self, engine: Engine, settings: Settings, metrics: Metrics | None = None) -> None:
         self.models: dict[str, ModelCard] = model_cards(engine)  # by head: captioner, vqa
         self._settings = settings
+        # Labels come from a head's encoder: its card, and the id of the classifier itself.
+        self.labels_model = engine.labeller.model_id if engine.labeller is not None else None
+        self._labels_card = _labels_card(engine, self.models)
+        # Decoded no larger than 4x the side the encoders see: the short side of images up
+        # to 4:1 keeps every pixel the model's resize uses, and the overlay needs far less.
+        self._side = 4 * max((card.image_size for card in self.models.values()), default=256)
+        self._budget = DecodeBudget(
+            settings.decode_memory_mb * 2**20,
+            settings.decode_wait_ms / 1000,
+            settings.retry_after_s,
+            on_drained=return_freed_memory,
+        )
         self._batcher: MicroBatcher[EngineJob, EngineResult] = MicroBatcher(
             partial(run_jobs, engine, metrics=metrics),
             max_batch_size=settings.max_batch_size,
@@ -95,7 +133,10 @@ class Inference:
         and Busy when the queue is full."""
         model = self._head("captioner", "no captioning model is loaded")
         decoded, decode_seconds = await self._decode(image)
-        job = CaptionJob(decoded, options.beam_size, options.max_length)
+        o = options
+        job = CaptionJob(
+            decoded, o.beam_size, o.max_length, o.length_penalty, o.num_captions, o.sampling, o.seed
+        )
         done = await self._batcher.submit(job)
         return _outcome(done, decoded, model, decode_seconds)
 
@@ -108,6 +149,17 @@ class Inference:
         done = await self._batcher.submit(AnswerJob(decoded, options.questions, options.top_k))
         return _outcome(done, decoded, model, decode_seconds)
 
+    async def labels(self, image: ImageSource, options: LabelOptions) -> Outcome[LabelsResult]:
+        """The ImageNet classes the encoder recognises, with where; raises LabelsUnavailable
+        when no loaded encoder has an ImageNet head, else like caption."""
+        if self._labels_card is None:
+            raise LabelsUnavailable(
+                "no loaded model's encoder has an ImageNet classifier, so there are no labels"
+            )
+        decoded, decode_seconds = await self._decode(image)
+        done = await self._batcher.submit(LabelJob(decoded, options.top_k))
+        return _outcome(done, decoded, self._labels_card, decode_seconds)
+
     def _head(self, kind: str, missing: str) -> ModelCard:
         if kind not in self.models:
             raise NotReady(missing)
@@ -119,12 +171,27 @@ class Inference:
         settings = self._settings
         data = await read_limited(image, settings.max_image_bytes)
         formats = frozenset(settings.image_formats)
-        decoded = await asyncio.to_thread(decode_image, data, settings.max_image_pixels, formats)
+        opened = await asyncio.to_thread(
+            open_image, data, settings.max_image_pixels, formats, self._side
+        )
+        decoded = await self._budget.run(opened.cost, partial(finish_decode, opened))
         return decoded, time.perf_counter() - started
+
+
+def _labels_card(engine: Engine, models: dict[str, ModelCard]) -> ModelCard | None:
+    """The card of the head whose encoder gives the labels; None without a labeller."""
+    if engine.labeller is None:
+        return None
+    key = engine.labeller.key
+    return next(card for kind, card in models.items() if engine.encoder_key(kind) == key)
 
 
 def _outcome(
     done: Completed, image: Image.Image, model: ModelCard, decode_seconds: float
 ) -> Outcome:
+    if isinstance(done.result, Refused):  # the `refuse` policy: nothing was decoded
+        knows = model.trained_on.description if model.trained_on else None
+        verdict = done.result.domain
+        raise OutOfDomain(model.id, knows, verdict.score, verdict.threshold)
     timings = Timings(decode_seconds, done.queue_seconds, done.batch_seconds)
     return Outcome(done.result, image, model, timings)

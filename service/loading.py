@@ -3,7 +3,7 @@
 from PIL import Image
 
 from service.engine import Engine
-from service.jobs import AnswerJob, CaptionJob, EngineJob, run_jobs
+from service.jobs import AnswerJob, CaptionJob, EngineJob, LabelJob, run_jobs
 from service.settings import Settings
 
 
@@ -14,6 +14,8 @@ def load_engine(settings: Settings, warm_up: bool = True) -> Engine:
     request is not the slow one; a command that runs the model once anyway can skip it.
     """
     engine = Engine.from_dirs(settings.caption_model, settings.vqa_model, settings.torch_threads)
+    engine.domain_policy = settings.out_of_domain
+    engine.labels_top_k = settings.labels_top_k
     if warm_up:
         run_jobs(engine, _warm_up_jobs(engine))
     return engine
@@ -26,4 +28,6 @@ def _warm_up_jobs(engine: Engine) -> list[EngineJob]:
         jobs.append(CaptionJob(image, beam_size=2, max_length=2))
     if engine.vqa is not None:
         jobs.append(AnswerJob(image, ("what is this?",), top_k=1))
+    if engine.labeller is not None:
+        jobs.append(LabelJob(image, top_k=1))
     return jobs

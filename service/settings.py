@@ -17,6 +17,8 @@ from service.images import DEFAULT_FORMATS, MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS
 PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "models" / "pretrained"
 
 CommaList = Annotated[list[str], NoDecode]
+# warn: answer and say so; answer: no check at all; refuse: no answer for a foreign image.
+DomainPolicy = Literal["warn", "answer", "refuse"]
 
 
 class Settings(BaseSettings):
@@ -47,6 +49,20 @@ class Settings(BaseSettings):
     image_formats: CommaList = Field(
         sorted(DEFAULT_FORMATS), description="accepted image formats (Pillow names)"
     )
+    decode_memory_mb: int = Field(
+        256, ge=1, description="memory for images being decoded at once, all requests (MiB)"
+    )
+    decode_wait_ms: float = Field(
+        2000, ge=0, description="how long an image waits for decode memory; beyond: 503 busy"
+    )
+
+    # Connections
+    body_timeout_s: float = Field(
+        30, gt=0, description="seconds a request body may take to arrive; beyond: 408"
+    )
+    max_connections: int = Field(
+        512, ge=1, description="open connections; beyond, uvicorn answers 503 at once"
+    )
 
     # Batching and load shedding
     max_batch_size: int = Field(8, ge=1, le=256, description="most images in one forward pass")
@@ -65,10 +81,28 @@ class Settings(BaseSettings):
     max_caption_length: int = Field(
         50, ge=1, le=200, description="largest `max_length` a client may ask"
     )
+    max_num_captions: int = Field(
+        5, ge=1, le=50, description="most captions per image a client may ask (`num_captions`)"
+    )
+    max_temperature: float = Field(
+        2.0, gt=0, le=100, description="largest sampling `temperature` a client may ask"
+    )
+    max_sample_top_k: int = Field(
+        100, ge=1, description="largest sampling `top_k` a client may ask (captions)"
+    )
+    max_length_penalty: float = Field(
+        2.0, ge=0, le=10, description="largest `length_penalty` a client may ask"
+    )
     top_k: int = Field(5, ge=1, description="default answers listed per question")
     max_top_k: int = Field(20, ge=1, description="largest `top_k` a client may ask")
+    labels_top_k: int = Field(
+        3, ge=0, description="ImageNet labels in an answer for an out-of-domain image (0: none)"
+    )
     max_questions: int = Field(8, ge=1, le=64, description="most questions per image")
     max_question_chars: int = Field(200, ge=1, description="longest question in characters")
+    out_of_domain: DomainPolicy = Field(
+        "warn", description="an image outside the model's domain: warn, answer (no check), refuse"
+    )
 
     # Access
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(
@@ -116,6 +150,7 @@ class Settings(BaseSettings):
             ("beam_size", "max_beam_size"),
             ("caption_length", "max_caption_length"),
             ("top_k", "max_top_k"),
+            ("labels_top_k", "max_top_k"),
         ]
         for default, bound in pairs:
             if getattr(self, default) > getattr(self, bound):

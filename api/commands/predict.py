@@ -10,9 +10,12 @@ from api.commands._errors import fail
 from service.settings import Settings
 
 if TYPE_CHECKING:
+    import torch
     from PIL import Image
 
-    from service.engine import Engine
+    from models.decoding import DecodeOptions
+    from service.decoding_fields import DecodingFields
+    from service.engine import CaptionResult, Engine
 
 ModelOption = Annotated[
     Path | None, typer.Option("--model", help="model directory (default: the bundled model)")
@@ -35,6 +38,12 @@ def _load_images(paths: list[Path]) -> "list[Image.Image]":
     return images
 
 
+def _warn(path: Path, warnings: list[dict]) -> None:
+    """One line on stderr per warning, so that piped output stays the answers alone."""
+    for warning in warnings:
+        typer.echo(f"warning: {path}: {warning['message']}", err=True)
+
+
 def open_engine(caption_dir: Path | None, vqa_dir: Path | None) -> "Engine":
     """The server's loader on these directories, without its warm-up (one run is all a
     command needs); a model that does not load is a one-line error and exit code 2."""
@@ -50,30 +59,87 @@ def open_engine(caption_dir: Path | None, vqa_dir: Path | None) -> "Engine":
 def caption(
     images: Annotated[list[Path], typer.Argument(help="image files", show_default=False)],
     model: ModelOption = None,
-    beam_size: Annotated[int, typer.Option(min=1, max=20, help="1 = greedy")] = 3,
+    beam_size: Annotated[
+        int | None, typer.Option(min=1, max=20, help="1 = greedy (default 3); not with --sample")
+    ] = None,
     max_length: Annotated[int, typer.Option(min=1, max=100, help="most words")] = 30,
     batch_size: Annotated[int, typer.Option(min=1, max=256, help="images per pass")] = 16,
+    sample: Annotated[bool, typer.Option("--sample", help="draw the words, not search")] = False,
+    temperature: Annotated[float | None, typer.Option(help="--sample: > 0 (default 1)")] = None,
+    top_k: Annotated[int | None, typer.Option(help="--sample: among the k likeliest words")] = None,
+    top_p: Annotated[
+        float | None, typer.Option(help="--sample: among the likeliest words holding this mass")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="--sample: same seed, same captions")] = None,
+    num_captions: Annotated[
+        int | None, typer.Option(help="captions per image: the n best beams or n samples")
+    ] = None,
+    length_penalty: Annotated[
+        float | None, typer.Option(help="rank by log p / (words + 1)^length_penalty")
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Caption images; with --json, each word comes with its attention map."""
-    from service.engine import as_lists
+    """Caption images; with --json, each word comes with its attention map and probability."""
+    from api.warnings import domain_json, out_of_domain
+    from service.decoding_fields import DecodingFields
 
+    sent = DecodingFields(sample, temperature, top_k, top_p, seed, num_captions, length_penalty)
+    options, seed = _decoding(sent, beam_size, max_length)
     decoded = _load_images(images)
     engine = open_engine(model or Settings().caption_model, None)
+    trained_on = engine.captioner.trained_on if engine.captioner else None
     grid = list(engine.grids["captioner"])
     for start in range(0, len(decoded), batch_size):
         batch = decoded[start : start + batch_size]
-        results = engine.caption(batch, beam_size=beam_size, max_length=max_length)
+        results = engine.caption(batch, decoding=options, generators=_generators(seed, batch))
         for path, result in zip(images[start : start + batch_size], results, strict=True):
+            warnings = out_of_domain(result.domain, trained_on, "the caption")
             if not as_json:
+                _warn(path, warnings)
                 typer.echo(f"{path}: {result.caption}")
+                for rank, other in enumerate(result.alternatives, start=2):
+                    typer.echo(f"{path} ({rank}): {other.caption}")
                 continue
-            tokens = [
-                {"word": word, "attention": as_lists(attention)}
-                for word, attention in zip(result.words, result.attention, strict=True)
-            ]
-            record = {"image": str(path), "caption": result.caption, "tokens": tokens, "grid": grid}
+            alternatives = [_caption_json(other) for other in result.alternatives]
+            record = {"image": str(path), **_caption_json(result), "grid": grid}
+            record["alternatives"] = alternatives
+            record |= {"domain": domain_json(result.domain), "warnings": warnings}
             typer.echo(json.dumps(record))
+
+
+def _decoding(
+    sent: "DecodingFields", beam_size: int | None, max_length: int
+) -> "tuple[DecodeOptions, int | None]":
+    """The checks of the API's form (`service.decoding_fields`), as one-line errors, and the
+    seed to sample from."""
+    from models.decoding import DecodeOptions
+    from service.decoding_fields import check_decoding
+    from service.errors import InvalidField
+
+    beams = 3 if beam_size is None else beam_size
+    try:
+        d = check_decoding(sent, beams, beam_size is not None, Settings())
+    except InvalidField as exc:
+        raise fail(f"--{exc.field.replace('_', '-')}: {exc.message}") from exc
+    return DecodeOptions(beams, max_length, d.length_penalty, d.num_captions, d.sampling), d.seed
+
+
+def _generators(seed: int | None, batch: list) -> "list[torch.Generator] | None":
+    """With a seed, one generator per image, so that an image's captions do not depend on the
+    images captioned beside it."""
+    import torch
+
+    return None if seed is None else [torch.Generator().manual_seed(seed) for _ in batch]
+
+
+def _caption_json(result: "CaptionResult") -> dict:
+    from service.engine import as_lists
+
+    tokens = [
+        {"word": word, "attention": as_lists(attention), "p": float(f"{p:.4g}")}
+        for word, attention, p in zip(result.words, result.attention, result.probs, strict=True)
+    ]
+    return {"caption": result.caption, "score": round(result.score, 4), "tokens": tokens}
 
 
 def ask(
@@ -86,12 +152,17 @@ def ask(
     """Answer a question about an image, and show where the model looked."""
     if not question.strip():
         raise fail("the question is empty")
+    from api.warnings import domain_json, out_of_domain, unknown_words
     from service.engine import as_lists
 
     decoded = _load_images([image])
     engine = open_engine(None, model or Settings().vqa_model)
     result = engine.answer(decoded, [[question]], top_k=top_k)[0][0]
+    trained_on = engine.vqa.trained_on if engine.vqa else None
+    warnings = out_of_domain(result.domain, trained_on, "the answer")
+    warnings += unknown_words(1, result.unknown_words)
     if not as_json:
+        _warn(image, warnings)
         typer.echo(result.answer)
         return
     record = {
@@ -99,5 +170,8 @@ def ask(
         "top_k": [{"answer": a, "score": round(p, 4)} for a, p in result.top_k],
         "attention": [] if result.attention is None else as_lists(result.attention),
         "grid": list(engine.grids["vqa"]),
+        "domain": domain_json(result.domain),
+        "unknown_words": result.unknown_words,
+        "warnings": warnings,
     }
     typer.echo(json.dumps(record))

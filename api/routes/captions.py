@@ -8,9 +8,12 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import InferenceDep
 from api.disconnect import unless_disconnected
 from api.forms import CaptionOptionsDep, ImageFile
-from api.schemas import CaptionResponse, Timing, Token, error_responses
+from api.schemas.captions import Alternative, CaptionResponse, Token
+from api.schemas.common import EncoderLabels, Timing, error_responses
+from api.warnings import domain_json, out_of_domain
 from drawing.overlays import contact_sheet, to_png_bytes
-from service.engine import as_lists
+from service.engine import CaptionResult, as_lists
+from service.errors import InvalidField
 
 router = APIRouter(prefix="/v1", tags=["captions"])
 ERRORS = error_responses(400, 401, 413, 415, 422, 503)
@@ -24,14 +27,22 @@ async def create_caption(
     started = time.perf_counter()
     done = await unless_disconnected(request, inference.caption(image, options))
     result = done.result
-    maps = as_lists(result.attention) if options.attention else [None] * len(result.words)
     return CaptionResponse(
         caption=result.caption,
-        tokens=[Token(word=w, attention=m) for w, m in zip(result.words, maps, strict=True)],
+        tokens=_tokens(result, options.attention),
         score=round(result.score, 4),
+        alternatives=[
+            Alternative(
+                caption=a.caption, score=round(a.score, 4), tokens=_tokens(a, options.attention)
+            )
+            for a in result.alternatives
+        ],
         grid=done.model.grid,
         model=done.model.id,
         timing_ms=Timing.of(done.timings, time.perf_counter() - started),
+        domain=domain_json(result.domain),
+        warnings=out_of_domain(result.domain, done.model.trained_on, "the caption"),
+        labels=EncoderLabels.of(result.labels, inference.labels_model, options.attention),
     )
 
 
@@ -44,7 +55,18 @@ async def caption_overlay(
     request: Request, inference: InferenceDep, image: ImageFile, options: CaptionOptionsDep
 ) -> Response:
     """The image and one attention overlay per word, as one PNG (`curl ... -o sheet.png`)."""
+    if options.num_captions > 1:
+        raise InvalidField("num_captions", "the overlay draws one caption: num_captions must be 1")
     done = await unless_disconnected(request, inference.caption(image, options))
     result = done.result
     sheet = await run_in_threadpool(contact_sheet, done.image, result.words, list(result.attention))
     return Response(await run_in_threadpool(to_png_bytes, sheet), media_type="image/png")
+
+
+def _tokens(result: CaptionResult, attention: bool) -> list[Token]:
+    """Each word with its map (None without `attention`) and its probability."""
+    maps = as_lists(result.attention) if attention else [None] * len(result.words)
+    return [
+        Token(word=w, attention=m, p=float(f"{p:.4g}"))
+        for w, m, p in zip(result.words, maps, result.probs, strict=True)
+    ]

@@ -3,7 +3,7 @@
 from fastapi import APIRouter, Response
 
 from api.deps import InferenceDep, StateDep
-from api.schemas import Health, Readiness, error_responses
+from api.schemas.common import Health, Readiness, error_responses
 
 router = APIRouter(tags=["operations"])
 

@@ -3,7 +3,8 @@
 from fastapi import APIRouter
 
 from api.deps import InferenceDep
-from api.schemas import ModelCard, ModelsResponse, error_responses
+from api.schemas.common import error_responses
+from api.schemas.models import ModelCard, ModelsResponse
 
 router = APIRouter(prefix="/v1", tags=["models"])
 

@@ -7,7 +7,9 @@ from fastapi import APIRouter, Request
 from api.deps import InferenceDep
 from api.disconnect import unless_disconnected
 from api.forms import AnswerOptionsDep, ImageFile
-from api.schemas import Answer, ScoredAnswer, Timing, VQAResponse, error_responses
+from api.schemas.common import EncoderLabels, Timing, error_responses
+from api.schemas.vqa import Answer, ScoredAnswer, VQAResponse
+from api.warnings import domain_json, out_of_domain, unknown_words
 from service.engine import as_lists
 
 router = APIRouter(prefix="/v1", tags=["vqa"])
@@ -28,12 +30,24 @@ async def answer_questions(
             attention=as_lists(a.attention)
             if options.attention and a.attention is not None
             else None,
+            unknown_words=a.unknown_words,
         )
         for a in done.result
     ]
+    verdict = done.result[0].domain if done.result else None
+    warnings = out_of_domain(verdict, done.model.trained_on, "every answer")
+    for number, a in enumerate(done.result, start=1):
+        warnings += unknown_words(number, a.unknown_words)
     return VQAResponse(
         answers=answers,
         grid=done.model.grid,
         model=done.model.id,
         timing_ms=Timing.of(done.timings, time.perf_counter() - started),
+        domain=domain_json(verdict),
+        warnings=warnings,
+        labels=EncoderLabels.of(
+            done.result[0].labels if done.result else None,
+            inference.labels_model,
+            options.attention,
+        ),
     )

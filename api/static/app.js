@@ -1,21 +1,9 @@
 // Glimpse web page: upload an image, read its caption, see where the model looked.
-// Overlays are drawn here from the JSON attention maps (no round trip), so hovering is instant:
-// the small map is upsampled by the canvas with smoothing, colour-mapped, blended on the image.
-"use strict";
+// Overlays are drawn in the browser from the JSON attention maps (heatmap.js), with no round
+// trip, so hovering is instant.
+import { renderOverlay, washedOut } from "./heatmap.js";
 
 const SIDE = 512; // longest side of the canvas in pixels: small images are enlarged
-const OVERLAY_WEIGHT = 0.6; // share of the colour map in the blend
-const WASH = 0.5; // saturation kept from the photo, so it does not compete with the map
-
-// Five stops of matplotlib's "inferno", as in service/overlays.py: lightness rises with value.
-const INFERNO = [
-  [0.001462, 0.000466, 0.013866],
-  [0.3415, 0.062325, 0.429425],
-  [0.735683, 0.215906, 0.330245],
-  [0.978422, 0.557937, 0.034931],
-  [0.988362, 0.998364, 0.644924],
-];
-const LUT = buildLut(INFERNO); // 256 x RGB in 0..255
 
 const $ = (id) => document.getElementById(id);
 const view = $("view");
@@ -29,19 +17,6 @@ const state = {
   maps: new Map(), // key -> attention map (h x w nested arrays)
   pinned: null, // key of the clicked word or glimpse
 };
-
-function buildLut(stops) {
-  const lut = new Uint8ClampedArray(256 * 3);
-  for (let i = 0; i < 256; i++) {
-    const t = (i / 255) * (stops.length - 1);
-    const k = Math.min(Math.floor(t), stops.length - 2);
-    const f = t - k;
-    for (let c = 0; c < 3; c++) {
-      lut[i * 3 + c] = Math.round(255 * (stops[k][c] * (1 - f) + stops[k + 1][c] * f));
-    }
-  }
-  return lut;
-}
 
 function apiKeyHeaders() {
   const key = $("api-key").value.trim();
@@ -80,13 +55,7 @@ function showImage(img) {
   view.width = Math.max(1, Math.round(img.naturalWidth * scale));
   view.height = Math.max(1, Math.round(img.naturalHeight * scale));
   ctx.drawImage(img, 0, 0, view.width, view.height);
-  const base = ctx.getImageData(0, 0, view.width, view.height);
-  const px = base.data;
-  for (let i = 0; i < px.length; i += 4) {
-    const grey = 0.299 * px[i] + 0.587 * px[i + 1] + 0.114 * px[i + 2];
-    for (let c = 0; c < 3; c++) px[i + c] = grey + WASH * (px[i + c] - grey);
-  }
-  state.base = base;
+  state.base = washedOut(ctx.getImageData(0, 0, view.width, view.height));
   view.hidden = false;
   $("drop-hint").hidden = true;
   $("legend").hidden = false;
@@ -96,49 +65,6 @@ function drawPlain() {
   ctx.drawImage(state.image, 0, 0, view.width, view.height);
 }
 
-// The map as grey levels scaled by its own peak, so a diffuse map still uses the full range.
-function mapToCanvas(map) {
-  const h = map.length;
-  const w = map[0].length;
-  let peak = 0;
-  for (const row of map) for (const v of row) peak = Math.max(peak, v);
-  const small = document.createElement("canvas");
-  small.width = w;
-  small.height = h;
-  const data = new ImageData(w, h);
-  for (let y = 0; y < h; y++) {
-    for (let x = 0; x < w; x++) {
-      const v = peak > 0 ? Math.round((255 * Math.max(map[y][x], 0)) / peak) : 0;
-      const i = (y * w + x) * 4;
-      data.data[i] = data.data[i + 1] = data.data[i + 2] = v;
-      data.data[i + 3] = 255;
-    }
-  }
-  small.getContext("2d").putImageData(data, 0, 0);
-  return small;
-}
-
-function renderOverlay(map) {
-  const big = document.createElement("canvas");
-  big.width = view.width;
-  big.height = view.height;
-  const bctx = big.getContext("2d", { willReadFrequently: true });
-  bctx.imageSmoothingEnabled = true;
-  bctx.imageSmoothingQuality = "high";
-  bctx.drawImage(mapToCanvas(map), 0, 0, big.width, big.height); // smooth upsampling
-  const heat = bctx.getImageData(0, 0, big.width, big.height).data;
-  let top = 1;
-  for (let i = 0; i < heat.length; i += 4) top = Math.max(top, heat[i]);
-  const out = new ImageData(new Uint8ClampedArray(state.base.data), big.width, big.height);
-  const px = out.data;
-  for (let i = 0; i < px.length; i += 4) {
-    const level = Math.round((255 * heat[i]) / top) * 3;
-    for (let c = 0; c < 3; c++) {
-      px[i + c] = (1 - OVERLAY_WEIGHT) * px[i + c] + OVERLAY_WEIGHT * LUT[level + c];
-    }
-  }
-  return out;
-}
 
 function show(key) {
   if (!state.image) return;
@@ -146,7 +72,9 @@ function show(key) {
     drawPlain();
     return;
   }
-  if (!state.overlays.has(key)) state.overlays.set(key, renderOverlay(state.maps.get(key)));
+  if (!state.overlays.has(key)) {
+    state.overlays.set(key, renderOverlay(state.base, state.maps.get(key)));
+  }
   ctx.putImageData(state.overlays.get(key), 0, 0);
 }
 
@@ -169,7 +97,7 @@ function chip(className, label, key) {
 
 function pin(key) {
   state.pinned = state.pinned === key ? null : key;
-  for (const button of document.querySelectorAll(".word, .glimpse")) {
+  for (const button of document.querySelectorAll(".word, .glimpse, .label")) {
     button.setAttribute("aria-pressed", String(button.dataset.key === state.pinned));
   }
   show(state.pinned);
@@ -185,8 +113,63 @@ function forget(prefix) {
   if (state.pinned && state.pinned.startsWith(prefix)) state.pinned = null;
 }
 
+// The out_of_domain warning, if any, as a notice: the model only knows what it was trained on.
+function renderNotice(element, warnings) {
+  const warning = (warnings || []).find((w) => w.code === "out_of_domain");
+  element.hidden = !warning;
+  element.replaceChildren();
+  if (!warning) return;
+  const title = document.createElement("strong");
+  title.textContent = "This picture is outside what the model knows. ";
+  element.append(title, warning.message);
+}
+
+// The question as asked, its words outside the vocabulary marked (the model reads them as <unk>).
+function renderQuestion(answer) {
+  const unknown = new Set(answer.unknown_words || []);
+  const line = document.createElement("p");
+  line.className = "asked";
+  for (const part of answer.question.split(/(\s+)/)) {
+    const word = part.toLowerCase().replace(/[^\p{L}\p{N}]+/gu, "");
+    if (word && unknown.has(word)) {
+      const mark = document.createElement("mark");
+      mark.className = "unknown";
+      mark.title = "not in the model's vocabulary: read as unknown";
+      mark.textContent = part;
+      line.append(mark);
+    } else {
+      line.append(part);
+    }
+  }
+  if (unknown.size > 0) {
+    const note = document.createElement("span");
+    note.className = "meta";
+    note.textContent = ` (marked words are unknown to the model)`;
+    line.append(note);
+  }
+  return line;
+}
+
+// What the encoder itself recognises in an out-of-domain image: ImageNet classes (not a
+// caption), each hoverable like a caption word to see its class-activation map.
+function renderLabels(element, labels) {
+  forget("label:");
+  if (!labels || labels.labels.length === 0) return;
+  const line = document.createElement("span");
+  line.className = "labels";
+  line.append("What the encoder recognises (ImageNet classes, not a caption): ");
+  labels.labels.forEach((label, i) => {
+    const key = `label:${i}`;
+    if (label.attention) state.maps.set(key, label.attention);
+    line.append(chip("label", `${label.label} ${Math.round(100 * label.score)}%`, key));
+  });
+  element.append(line);
+}
+
 function renderCaption(result) {
   forget("word:");
+  renderNotice($("domain-notice"), result.warnings);
+  renderLabels($("domain-notice"), result.labels);
   const box = $("caption");
   box.replaceChildren();
   if (result.tokens.length === 0) {
@@ -206,6 +189,10 @@ function renderAnswer(result) {
   const box = $("answer");
   box.replaceChildren();
   const answer = result.answers[0];
+  const notice = document.createElement("p");
+  notice.className = "notice";
+  renderNotice(notice, result.warnings);
+  box.append(notice, renderQuestion(answer));
   const title = document.createElement("p");
   title.className = "answer";
   title.textContent = answer.answer;
@@ -270,6 +257,7 @@ async function choose(file) {
     state.maps.clear();
     state.overlays.clear();
     $("answer").replaceChildren();
+    $("domain-notice").hidden = true;
     showImage(img);
     $("ask-button").disabled = false;
   } catch (error) {

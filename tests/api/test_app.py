@@ -149,7 +149,7 @@ def test_metrics_label_requests_by_route_and_status(client, read_metrics, png) -
 def test_web_page_docs_and_openapi(client) -> None:
     page = client.get("/")
     assert page.status_code == 200 and "/static/app.js" in page.text
-    for asset in ("/static/app.js", "/static/style.css"):
+    for asset in ("/static/app.js", "/static/heatmap.js", "/static/style.css"):
         assert client.get(asset).status_code == 200
     assert client.get("/docs").status_code == 200
     spec = client.get("/openapi.json").json()

@@ -105,3 +105,91 @@ def test_hovering_a_word_draws_its_attention_and_a_question_gets_answered(
         page.screenshot(path=SCREENSHOT, full_page=True)
     assert errors == []
     page.close()
+
+
+@pytest.fixture(scope="module")
+def bundled_server(serve_app):
+    return serve_app(create_app(Settings()))
+
+
+def test_a_photo_gets_a_notice_and_unknown_words_are_marked(
+    browser, bundled_server, tmp_path
+) -> None:
+    from skimage import data
+
+    from training.data.shapes import generate
+
+    photo = tmp_path / "coffee.jpg"
+    Image.fromarray(data.coffee()).save(photo, quality=90)
+    generate(tmp_path / "world", {"test": 1}, seed=31, workers=1, progress=False)
+    [scene] = sorted((tmp_path / "world").rglob("*.png"))
+    page = browser.new_page(viewport={"width": 1100, "height": 760})
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(bundled_server.url + "/")
+
+    page.set_input_files("#file", str(photo))
+    page.locator("#caption .word").first.wait_for()
+    notice = page.locator("#domain-notice")
+    assert notice.is_visible()
+    assert "outside what the model knows" in notice.inner_text()
+    assert "shapes world" in notice.inner_text() and "guess" in notice.inner_text()
+
+    page.fill("#question", "what is in the cup?")
+    page.click("#ask-button")
+    page.locator("#answer .answer").wait_for()
+    assert page.locator("#answer .notice").is_visible()
+    assert page.locator("#answer mark.unknown").all_inner_texts() == ["in", "cup?"]
+
+    page.evaluate('() => document.getElementById("caption").replaceChildren()')
+    page.set_input_files("#file", str(scene))
+    page.locator("#caption .word").first.wait_for()
+    assert not notice.is_visible()
+    page.fill("#question", "what color is the circle?")
+    page.click("#ask-button")
+    page.locator("#answer .answer").wait_for()
+    assert page.locator("#answer mark.unknown").count() == 0
+    assert not page.locator("#answer .notice").is_visible()
+    assert errors == []
+    page.close()
+
+
+# The README picture of labels: GLIMPSE_LABELS_SCREENSHOT=benchmarks/results/labels_page.png
+LABELS_SCREENSHOT = os.environ.get("GLIMPSE_LABELS_SCREENSHOT")
+
+
+def test_a_photo_shows_what_the_encoder_recognises_each_label_with_its_map(
+    browser, bundled_server, tmp_path
+) -> None:
+    from skimage import data
+
+    photo = tmp_path / "cat.jpg"
+    Image.fromarray(data.chelsea()).save(photo, quality=90)
+    page = browser.new_page(viewport={"width": 1100, "height": 760})
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(bundled_server.url + "/")
+
+    page.set_input_files("#file", str(photo))
+    labels = page.locator("#domain-notice .label")
+    labels.first.wait_for()
+    assert "What the encoder recognises" in page.locator("#domain-notice").inner_text()
+    assert labels.count() == Settings().labels_top_k
+    assert "cat" in labels.first.inner_text()  # Egyptian cat, tiger cat or tabby
+    page.mouse.move(5, 5)
+    plain = canvas_pixels(page)
+    labels.first.hover()
+    first = canvas_pixels(page)
+    labels.nth(1).hover()
+    second = canvas_pixels(page)
+    page.mouse.move(5, 5)
+    assert np.abs(first.astype(int) - plain.astype(int)).mean() > 10  # an overlay, all over
+    assert not np.array_equal(first, second)  # each label has its own map
+    assert np.array_equal(canvas_pixels(page), plain)
+    labels.first.click()  # pinned like a caption word
+    assert labels.first.get_attribute("aria-pressed") == "true"
+    assert np.array_equal(canvas_pixels(page), first)
+    if LABELS_SCREENSHOT:
+        page.screenshot(path=LABELS_SCREENSHOT, full_page=True)
+    assert errors == []
+    page.close()

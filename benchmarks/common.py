@@ -6,6 +6,7 @@ figure is the median of several repeats with its spread, and comparisons are rat
 runs made side by side in the same process.
 """
 
+import argparse
 import datetime
 import json
 import os
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from service.engine import Engine
 from service.settings import Settings
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -77,6 +79,13 @@ def table(rows: list[dict], columns: list[str]) -> str:
     return "\n".join(lines)
 
 
+def repo_path(path: Path) -> str:
+    """How a result file names a model or data path: relative to the repository, never a
+    machine's absolute path; a path outside it by its last part only."""
+    root, full = RESULTS.parent.parent, path.resolve()
+    return str(full.relative_to(root)) if full.is_relative_to(root) else path.name
+
+
 def write_json(path: Path, document: dict) -> Path:
     """`document` as indented JSON at `path`, its folder made if needed."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -113,6 +122,23 @@ def shapes_images(count: int, seed: int = 7) -> list:
 def default_captioner() -> Path:
     """The bundled captioner: trained, so its captions have realistic lengths."""
     return Settings().caption_model
+
+
+def captioner_parser(doc: str, batches: list[int], repeats: int) -> argparse.ArgumentParser:
+    """The options of a benchmark timing one captioner over batch sizes: --model, --batches,
+    --repeats and --out; the benchmark adds its own."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--model", type=Path, default=default_captioner(), help="captioner dir")
+    parser.add_argument("--batches", type=int, nargs="+", default=batches)
+    parser.add_argument("--repeats", type=int, default=repeats)
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where results are written")
+    return parser
+
+
+def captioner_engine(model: Path) -> Engine:
+    """An engine of the captioner at `model` alone, torch's seed set first so runs repeat."""
+    torch.manual_seed(0)
+    return Engine.from_dirs(model, None)
 
 
 def proc_field(name: str, file: str = "/proc/self/status") -> str | None:

@@ -6,14 +6,18 @@ one image at a time, on the same model and the same encoder grids; plus greedy a
 Writes benchmarks/results/decode.json. The captions of both beam paths must be identical.
 """
 
-import argparse
-from pathlib import Path
-
 import torch
 
-from benchmarks.common import RESULTS, default_captioner, shapes_images, table, timed, write_result
+from benchmarks.common import (
+    captioner_engine,
+    captioner_parser,
+    repo_path,
+    shapes_images,
+    table,
+    timed,
+    write_result,
+)
 from models.decoding import beam_search, greedy, sample
-from service.engine import Engine
 
 
 def one_at_a_time(model, grids, beam_size: int, max_len: int) -> list:
@@ -22,17 +26,12 @@ def one_at_a_time(model, grids, beam_size: int, max_len: int) -> list:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, default=default_captioner(), help="captioner dir")
-    parser.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32])
+    parser = captioner_parser(__doc__, batches=[1, 8, 32], repeats=5)
     parser.add_argument("--beam-size", type=int, default=3)
     parser.add_argument("--max-len", type=int, default=20)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--out", type=Path, default=RESULTS, help="where results are written")
     args = parser.parse_args(argv)
 
-    torch.manual_seed(0)
-    engine = Engine.from_dirs(args.model, None)
+    engine = captioner_engine(args.model)
     model = engine.captioner.model.eval()
     key = engine._keys["captioner"]
     images = shapes_images(max(args.batches))
@@ -91,7 +90,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(table(rows, columns))
     at_max = rows[-1]
     result = {
-        "model": str(args.model),
+        "model": repo_path(args.model),
         "max_len": args.max_len,
         "rows": rows,
         "goal": {

@@ -10,17 +10,21 @@ per image. Asserts, on the real model, that each image's seeded samples are the 
 in the batch, and that the first of the n best is the plain beam search caption.
 """
 
-import argparse
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 
-from benchmarks.common import RESULTS, default_captioner, shapes_images, table, timed, write_result
+from benchmarks.common import (
+    captioner_engine,
+    captioner_parser,
+    repo_path,
+    shapes_images,
+    table,
+    timed,
+    write_result,
+)
 from models.decoding import beam_search, sample
-from service.engine import Engine
 
-ROOT = Path(__file__).resolve().parent.parent
 MAX_LEN = 20
 
 
@@ -61,15 +65,8 @@ def decoders(model, batch) -> dict[str, Callable[[], object]]:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, default=default_captioner(), help="captioner dir")
-    parser.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32])
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--out", type=Path, default=RESULTS, help="where results are written")
-    args = parser.parse_args(argv)
-
-    torch.manual_seed(0)
-    engine = Engine.from_dirs(args.model, None)
+    args = captioner_parser(__doc__, batches=[1, 8, 32], repeats=5).parse_args(argv)
+    engine = captioner_engine(args.model)
     model = engine.captioner.model.eval()
     grids = engine.encode(shapes_images(max(args.batches)))[engine.encoder_key("captioner")]
     rows = []
@@ -88,12 +85,8 @@ def main(argv: list[str] | None = None) -> dict:
     if not (found["seeded_same_alone_and_batched"] and found["n_best_first_is_plain"]):
         raise AssertionError(f"decoding controls broke on the real model: {found}")
     cost = rows[-1]["per_image_generators_cost"]
-    try:
-        model_path = str(args.model.resolve().relative_to(ROOT))
-    except ValueError:  # a model outside the repository: its name only
-        model_path = args.model.name
     result = {
-        "model": model_path,
+        "model": repo_path(args.model),
         "max_len": MAX_LEN,
         "rows": rows,
         "checks": found,

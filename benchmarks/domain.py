@@ -17,7 +17,15 @@ import numpy as np
 import torch
 from PIL import Image
 
-from benchmarks.common import RESULTS, default_captioner, shapes_images, table, timed, write_result
+from benchmarks.common import (
+    RESULTS,
+    default_captioner,
+    repo_path,
+    shapes_images,
+    table,
+    timed,
+    write_result,
+)
 from models.checkpoint import load_pretrained
 from models.domain import KINDS, DomainModel
 from service.engine import Engine
@@ -85,12 +93,6 @@ def cost(engine: Engine, domain: DomainModel, image: Image.Image, repeats: int) 
     }
 
 
-def _relative(path: Path) -> str:
-    """The path inside the repository (results never hold absolute paths)."""
-    root, full = Path(__file__).resolve().parent.parent, path.resolve()
-    return str(full.relative_to(root)) if full.is_relative_to(root) else path.name
-
-
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=default_captioner())
@@ -113,7 +115,7 @@ def main(argv: list[str] | None = None) -> dict:
         grids = {n: torch.cat(list(encode_all(encoder, iter(s), size))) for n, s in sets.items()}
     stored = measure(checkpoint.domain, grids)
     result = {
-        "model": _relative(args.model),
+        "model": repo_path(args.model),
         "held_out_world": {"images": args.images, "seed": args.seed},
         "variations": sorted(VARIATIONS),
         "variation_images": args.varied,

@@ -10,21 +10,16 @@ domain check); `labels_shared` is what labels add to a request whose grid is alr
 `/v1/labels` request on its own (the grid's pass and the same). Aim: shared < 10% of a caption.
 """
 
-import argparse
-import os
 import statistics
 import time
 from collections.abc import Callable
 from itertools import cycle, islice
-from pathlib import Path
 
-import torch
 from PIL import Image
 
-from benchmarks.common import RESULTS, default_captioner, table, write_result
+from benchmarks.common import captioner_engine, captioner_parser, repo_path, table, write_result
 from service.engine import Engine
 
-REPO = Path(__file__).resolve().parent.parent
 AIM = 0.10  # labels added to a caption, as a share of the caption's own cost
 
 
@@ -76,16 +71,11 @@ def measure(engine: Engine, batch: int, top_k: int, repeats: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, default=default_captioner(), help="captioner dir")
-    parser.add_argument("--batches", type=int, nargs="+", default=[1, 8])
+    parser = captioner_parser(__doc__, batches=[1, 8], repeats=15)
     parser.add_argument("--top-k", type=int, default=5)
-    parser.add_argument("--repeats", type=int, default=15)
-    parser.add_argument("--out", type=Path, default=RESULTS, help="where results are written")
     args = parser.parse_args(argv)
 
-    torch.manual_seed(0)
-    engine = Engine.from_dirs(args.model, None)
+    engine = captioner_engine(args.model)
     if engine.labeller is None:
         raise SystemExit(f"{args.model}: its encoder has no ImageNet head")
     rows = [measure(engine, b, args.top_k, args.repeats) for b in args.batches]
@@ -95,7 +85,7 @@ def main(argv: list[str] | None = None) -> dict:
     worst = max(row["shared_share_of_caption"] for row in rows)
     example = engine.labels(photographs(2), args.top_k)
     result = {
-        "model": os.path.relpath(args.model.resolve(), REPO),
+        "model": repo_path(args.model),
         "labeller": engine.labeller.model_id,
         "top_k": args.top_k,
         "rows": rows,

@@ -19,6 +19,7 @@ from benchmarks.common import (
     RESULTS,
     current_peak_rss_mb,
     default_captioner,
+    repo_path,
     reset_peak_rss,
     shapes_images,
     table,
@@ -174,7 +175,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
     cheapest_peer = min(r["s_per_caption"] for r in rows[2:]) / ours
     result = {
-        "model": str(args.model),
+        "model": repo_path(args.model),
         "smoke": args.smoke,
         "tokens": args.tokens,
         "threads": torch.get_num_threads(),

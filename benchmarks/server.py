@@ -21,6 +21,7 @@ from benchmarks.common import (
     RESULTS,
     default_captioner,
     proc_kib,
+    repo_path,
     shapes_images,
     table,
     timed,
@@ -157,7 +158,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
     at_32 = next((r for r in rows if r["clients"] == 32), rows[-1])
     result = {
-        "model": str(args.model),
+        "model": repo_path(args.model),
         "max_batch": args.max_batch,
         "threads": args.threads,
         "offline": {"img_s": offline_img_s, "timing": offline},

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.common import RESULTS, table, timed, write_result
+from benchmarks.common import RESULTS, repo_path, table, timed, write_result
 from models.captioner import Captioner, CaptionerConfig
 from training.config import TrainConfig, load_config
 from training.data.coco import CaptionDataset, build_vocabulary, load_caption_split
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> dict:
     }
     print(table([row], list(row)))
     result = {
-        "config": str(args.config),
+        "config": repo_path(args.config),
         "batch_size": cfg.batch_size,
         "encoder": cfg.encoder,
         "images_encoded": encoded,

@@ -19,17 +19,32 @@ from service.errors import ImageTooLarge, InvalidField
 from service.metrics import Metrics
 
 
-class RequestMetrics:
-    """Latency of every HTTP request by route template (not raw path: bounded labels)."""
+class HttpMiddleware:
+    """Passes lifespan and websocket scopes straight through, so that each middleware below
+    only says what it does to an HTTP request (`http`)."""
 
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        await self.http(scope, receive, send)
+
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """What the middleware does to one HTTP request."""
+        raise NotImplementedError
+
+
+class RequestMetrics(HttpMiddleware):
+    """Latency of every HTTP request by route template (not raw path: bounded labels)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        super().__init__(app)
+        self.metrics = metrics
+
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         status = 500  # what the client gets if the app raises before answering
 
@@ -53,7 +68,7 @@ def _mount_path(scope: Scope) -> str:
     return "/static" if scope.get("root_path", "").endswith("/static") else "unmatched"
 
 
-class BodyLimit:
+class BodyLimit(HttpMiddleware):
     """Answer 413 `image_too_large` to a body over `max_body_bytes`, before it is buffered.
 
     A declared Content-Length over the limit is refused without reading a byte; a body sent
@@ -62,14 +77,11 @@ class BodyLimit:
     """
 
     def __init__(self, app: ASGIApp, max_body_bytes: int, max_image_bytes: int) -> None:
-        self.app = app
+        super().__init__(app)
         self.max_body_bytes = max_body_bytes
         self.max_image_bytes = max_image_bytes
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         declared = Headers(scope=scope).get("content-length", "")
         if declared.isdigit() and int(declared) > self.max_body_bytes:
             response = error_response(Request(scope), ImageTooLarge(self.max_image_bytes))
@@ -92,7 +104,7 @@ class BodyLimit:
 _CLOSE = (b"connection", b"close")
 
 
-class BodyDeadline:
+class BodyDeadline(HttpMiddleware):
     """Answer 408 `request_timeout` (and close the connection) to a request whose body has not
     all arrived `seconds` after the request began.
 
@@ -104,13 +116,10 @@ class BodyDeadline:
     """
 
     def __init__(self, app: ASGIApp, seconds: float) -> None:
-        self.app = app
+        super().__init__(app)
         self.seconds = seconds
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         deadline = time.monotonic() + self.seconds
         headers = Headers(scope=scope)
         declared = headers.get("content-length", "0")
@@ -158,17 +167,11 @@ DOCS_POLICY = (
 )
 
 
-class SecurityHeaders:
+class SecurityHeaders(HttpMiddleware):
     """The headers a browser-facing service sends with every answer, errors included: no MIME
     sniffing, a Content-Security-Policy (no framing), no Referer sent on."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         policy = DOCS_POLICY if scope["path"].startswith("/docs") else PAGE_POLICY
         added = [
             (b"x-content-type-options", b"nosniff"),
@@ -184,7 +187,7 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
-class StrictFormText:
+class StrictFormText(HttpMiddleware):
     """Answer 422 `invalid_field` to a multipart text field that is not valid UTF-8.
 
     Starlette decodes such a field as Latin-1, so a route would answer a question that was
@@ -192,13 +195,7 @@ class StrictFormText:
     only text parts (those without a filename) are held, and only until each one ends.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         content_type, params = parse_options_header(Headers(scope=scope).get("content-type"))
         boundary = params.get(b"boundary", b"")
         if content_type != b"multipart/form-data" or not boundary:

@@ -156,12 +156,7 @@ def load_domain(path: str | Path) -> DomainModel | None:
     if not info_file.exists() and not tensors_file.exists():
         return None
     info = _read_json(info_file)
-    if not tensors_file.is_file():
-        raise CheckpointError(f"missing file {tensors_file}")
-    try:
-        tensors = load_file(tensors_file)
-    except (SafetensorError, OSError) as exc:
-        raise CheckpointError(f"{tensors_file} is corrupt: {exc}") from exc
+    tensors = _read_tensors(tensors_file)
     mean, precision = tensors.get("mean"), tensors.get("precision")
     if not isinstance(info, dict) or mean is None or precision is None:
         raise CheckpointError(f"{info_file} and {tensors_file} do not hold a domain model")
@@ -204,6 +199,16 @@ def _read_json(path: Path) -> object:
         raise CheckpointError(f"{path} is not valid JSON: {exc}") from exc
 
 
+def _read_tensors(path: Path) -> dict[str, Tensor]:
+    """The tensors of a safetensors file; a missing or corrupt one is a CheckpointError."""
+    if not path.is_file():
+        raise CheckpointError(f"missing file {path}")
+    try:
+        return load_file(path)
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"{path} is corrupt: {exc}") from exc
+
+
 def load_pretrained(path: str | Path) -> Checkpoint:
     """Rebuild a head from a model directory; raises CheckpointError naming what is wrong."""
     path = Path(path)
@@ -221,12 +226,7 @@ def load_pretrained(path: str | Path) -> Checkpoint:
         raise CheckpointError(f"{path / 'config.json'} is not a Glimpse config: {exc!r}") from exc
 
     weights = path / "model.safetensors"
-    if not weights.is_file():
-        raise CheckpointError(f"missing file {weights}")
-    try:
-        tensors = load_file(weights)
-    except (SafetensorError, OSError) as exc:
-        raise CheckpointError(f"{weights} is corrupt: {exc}") from exc
+    tensors = _read_tensors(weights)
     encoder_state = {
         k.removeprefix(ENCODER_PREFIX): tensors.pop(k)
         for k in list(tensors)

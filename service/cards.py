@@ -22,6 +22,7 @@ class ModelCard:
     answer_list: tuple[str, ...] | None  # the answers it can give (VQA only)
     trained_on: TrainedOn | None  # None: the model directory does not say
     domain_check: bool  # whether answers say if an image lies in the training domain
+    labels: bool  # whether its encoder has an ImageNet head (labels, /v1/labels)
 
 
 def model_cards(engine: Engine) -> dict[str, ModelCard]:
@@ -50,5 +51,6 @@ def model_cards(engine: Engine) -> dict[str, ModelCard]:
             answer_list=tuple(checkpoint.answers) if checkpoint.answers is not None else None,
             trained_on=checkpoint.trained_on,
             domain_check=checkpoint.domain is not None,
+            labels=engine.encoder_for(kind)[0].imagenet_classifier() is not None,
         )
     return cards

@@ -154,20 +154,33 @@ def _with_labels(
     metrics: Metrics | None,
 ) -> dict[int, EngineResult]:
     """The captions and answers of out-of-domain images, each with what the encoder
-    recognises in its image (`engine.labels_top_k` labels, from the grid already computed)."""
+    recognises in its image."""
     foreign = [i for i, result in results.items() if _out_of_domain(result)]
-    if not foreign or not engine.labels_top_k or engine.labeller is None:
-        return {}
-    picked, grids, k = [images[i] for i in foreign], _rows(features, foreign), engine.labels_top_k
-    found = _timed(metrics, "labels", len(foreign), engine.labels, picked, k, grids)
     labelled: dict[int, EngineResult] = {}
-    for i, labels in zip(foreign, found, strict=True):
+    for i, labels in labels_outside_domain(engine, images, foreign, features, metrics).items():
         result = results[i]
         if isinstance(result, CaptionResult):
             labelled[i] = replace(result, labels=labels)
         elif isinstance(result, list):
             labelled[i] = [replace(answer, labels=labels) for answer in result]
     return labelled
+
+
+def labels_outside_domain(
+    engine: Engine,
+    images: list[Image.Image],
+    foreign: list[int],
+    features: dict,
+    metrics: Metrics | None = None,
+) -> dict[int, LabelsResult]:
+    """What the encoder recognises in the images `foreign` (those judged outside the head's
+    domain): `engine.labels_top_k` labels, from the grids already computed; none without a
+    labeller. The service and the CLI both answer such an image with them."""
+    if not foreign or not engine.labels_top_k or engine.labeller is None:
+        return {}
+    picked, grids, k = [images[i] for i in foreign], _rows(features, foreign), engine.labels_top_k
+    found = _timed(metrics, "labels", len(foreign), engine.labels, picked, k, grids)
+    return dict(zip(foreign, found, strict=True))
 
 
 def _out_of_domain(result: EngineResult) -> bool:

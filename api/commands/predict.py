@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
     from models.decoding import DecodeOptions
     from service.decoding_fields import DecodingFields
+    from service.domain import DomainVerdict
     from service.engine import CaptionResult, Engine
 
 ModelOption = Annotated[
@@ -91,8 +92,12 @@ def caption(
     grid = list(engine.grids["captioner"])
     for start in range(0, len(decoded), batch_size):
         batch = decoded[start : start + batch_size]
-        results = engine.caption(batch, decoding=options, generators=_generators(seed, batch))
-        for path, result in zip(images[start : start + batch_size], results, strict=True):
+        features, gens = engine.encode(batch), _generators(seed, batch)
+        results = engine.caption(batch, features=features, decoding=options, generators=gens)
+        domains = [result.domain for result in results]
+        labels = _labels_json(engine, batch, domains, features) if as_json else []
+        paths = images[start : start + batch_size]
+        for i, (path, result) in enumerate(zip(paths, results, strict=True)):
             warnings = out_of_domain(result.domain, trained_on, "the caption")
             if not as_json:
                 _warn(path, warnings)
@@ -104,6 +109,7 @@ def caption(
             record = {"image": str(path), **_caption_json(result), "grid": grid}
             record["alternatives"] = alternatives
             record |= {"domain": domain_json(result.domain), "warnings": warnings}
+            record["labels"] = labels[i]
             typer.echo(json.dumps(record))
 
 
@@ -157,7 +163,8 @@ def ask(
 
     decoded = _load_images([image])
     engine = open_engine(None, model or Settings().vqa_model)
-    result = engine.answer(decoded, [[question]], top_k=top_k)[0][0]
+    features = engine.encode(decoded)
+    result = engine.answer(decoded, [[question]], top_k, features)[0][0]
     trained_on = engine.vqa.trained_on if engine.vqa else None
     warnings = out_of_domain(result.domain, trained_on, "the answer")
     warnings += unknown_words(1, result.unknown_words)
@@ -173,5 +180,25 @@ def ask(
         "domain": domain_json(result.domain),
         "unknown_words": result.unknown_words,
         "warnings": warnings,
+        "labels": _labels_json(engine, decoded, [result.domain], features)[0],
     }
     typer.echo(json.dumps(record))
+
+
+def _labels_json(
+    engine: "Engine",
+    images: "list[Image.Image]",
+    domains: "list[DomainVerdict | None]",
+    features: "dict[tuple, torch.Tensor]",
+) -> list[dict | None]:
+    """Per image, the `labels` the API adds to an answer about an image outside the model's
+    domain (the encoder's ImageNet classes with their maps, from the grids already computed);
+    None for an image in the domain."""
+    from api.schemas.common import EncoderLabels
+    from service.jobs import labels_outside_domain
+
+    foreign = [i for i, domain in enumerate(domains) if domain is not None and not domain.in_domain]
+    found = labels_outside_domain(engine, images, foreign, features)
+    model_id = engine.labeller.model_id if engine.labeller is not None else None
+    shaped = [EncoderLabels.of(found.get(i), model_id, attention=True) for i in range(len(images))]
+    return [None if labels is None else labels.model_dump(mode="json") for labels in shaped]

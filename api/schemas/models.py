@@ -29,6 +29,10 @@ class ModelCard(BaseModel):
     answer_list: list[str] | None = Field(description="the answers it can give (VQA only)")
     trained_on: TrainedOn | None = Field(description="null: the model directory does not say")
     domain_check: bool = Field(description="whether answers say if an image is in the domain")
+    labels: bool = Field(
+        description="whether its encoder has an ImageNet head: labels for out-of-domain "
+        "images and POST /v1/labels"
+    )
 
 
 class ModelsResponse(BaseModel):
@@ -53,6 +57,7 @@ class ModelsResponse(BaseModel):
                                 "description": "synthetic scenes of 1-4 flat coloured shapes",
                             },
                             "domain_check": True,
+                            "labels": True,
                         }
                     ]
                 }

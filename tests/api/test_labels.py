@@ -158,6 +158,12 @@ def test_an_encoder_without_an_imagenet_head_says_so(client, png) -> None:
     assert "imagenet" in error["message"].lower()
 
 
+def test_model_cards_say_which_encoder_gives_labels(bundled, client) -> None:
+    """The bundled models' EfficientNet-Lite0 has its ImageNet head; the tiny ones have none."""
+    assert [card["labels"] for card in bundled.get("/v1/models").json()["models"]] == [True, True]
+    assert [card["labels"] for card in client.get("/v1/models").json()["models"]] == [False] * 2
+
+
 def test_labels_need_the_api_key_like_the_other_routes(settings_for, serve_app, png) -> None:
     with serve_app(create_app(settings_for(api_keys=["k3y"]))).client() as client:
         refused = client.post("/v1/labels", files=upload(png()))
@@ -195,3 +201,25 @@ def test_the_command_fails_clearly_without_a_head(tiny_model_dirs, tmp_path) -> 
     result = runner.invoke(app, ["labels", str(picture), "--model", str(tiny_model_dirs[0])])
     assert result.exit_code == 2
     assert "no ImageNet classifier" in result.output
+
+
+def test_caption_and_ask_json_carry_the_labels_the_api_gives(bundled, tmp_path) -> None:
+    """A photograph's `labels` as in the API's answers (the bundled server gives 2, the
+    command GLIMPSE_LABELS_TOP_K); null for a shapes picture."""
+    coffee, scene = tmp_path / "coffee.jpg", Path(__file__).parent / "golden" / "scene.png"
+    coffee.write_bytes(jpeg(data.coffee()))
+    served = bundled.post("/v1/captions", files=upload(coffee.read_bytes())).json()["labels"]
+    result = runner.invoke(app, ["caption", str(coffee), str(scene), "--json", "--beam-size", "1"])
+    assert result.exit_code == 0, result.output
+    photo, shapes = [json.loads(line) for line in result.stdout.splitlines()]
+    assert shapes["domain"]["in_domain"] is True and shapes["labels"] is None
+    result = runner.invoke(app, ["ask", str(coffee), "what is in the cup?", "--json"])
+    assert result.exit_code == 0, result.output
+    for labels in (photo["labels"], json.loads(result.stdout)["labels"]):
+        assert set(labels) == set(served) and labels["grid"] == served["grid"] == [8, 8]
+        assert labels["model"] == served["model"] == "efficientnet_lite0-imagenet1k"
+        assert len(labels["labels"]) == Settings().labels_top_k
+        names = [x["label"] for x in labels["labels"]]
+        assert names[:2] == [x["label"] for x in served["labels"]]
+        for label in labels["labels"]:
+            assert np.array(label["attention"]).sum() == pytest.approx(1.0, abs=1e-3)

@@ -5,6 +5,7 @@ import io
 import os
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
@@ -12,6 +13,9 @@ from PIL import Image, ImageDraw
 
 from api.app import create_app
 from service.settings import Settings
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -44,6 +48,15 @@ def shapes_picture(path: Path) -> None:
     image.save(path)
 
 
+def open_page(browser: "Browser", url: str) -> tuple["Page", list[str]]:
+    """A new page of the service at `url`, and the list its script errors are gathered in."""
+    page = browser.new_page(viewport={"width": 1100, "height": 760})
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(url + "/")
+    return page, errors
+
+
 @pytest.fixture(scope="module")
 def browser():
     if not Path(CHROMIUM).exists():
@@ -71,10 +84,7 @@ def test_hovering_a_word_draws_its_attention_and_a_question_gets_answered(
     server = page_server
     picture = tmp_path / "shapes.png"
     shapes_picture(picture)
-    page = browser.new_page(viewport={"width": 1100, "height": 760})
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.goto(server.url + "/")
+    page, errors = open_page(browser, server.url)
 
     page.set_input_files("#file", str(picture))
     words = page.locator("#caption .word")
@@ -123,10 +133,7 @@ def test_a_photo_gets_a_notice_and_unknown_words_are_marked(
     Image.fromarray(data.coffee()).save(photo, quality=90)
     generate(tmp_path / "world", {"test": 1}, seed=31, workers=1, progress=False)
     [scene] = sorted((tmp_path / "world").rglob("*.png"))
-    page = browser.new_page(viewport={"width": 1100, "height": 760})
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.goto(bundled_server.url + "/")
+    page, errors = open_page(browser, bundled_server.url)
 
     page.set_input_files("#file", str(photo))
     page.locator("#caption .word").first.wait_for()
@@ -165,10 +172,7 @@ def test_a_photo_shows_what_the_encoder_recognises_each_label_with_its_map(
 
     photo = tmp_path / "cat.jpg"
     Image.fromarray(data.chelsea()).save(photo, quality=90)
-    page = browser.new_page(viewport={"width": 1100, "height": 760})
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.goto(bundled_server.url + "/")
+    page, errors = open_page(browser, bundled_server.url)
 
     page.set_input_files("#file", str(photo))
     labels = page.locator("#domain-notice .label")

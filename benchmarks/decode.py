@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     engine = captioner_engine(args.model)
     model = engine.captioner.model.eval()
-    key = engine._keys["captioner"]
+    key = engine.encoder_key("captioner")
     images = shapes_images(max(args.batches))
     grids = engine.encode(images)[key]  # (N, L, D)
     rows = []

@@ -1,7 +1,7 @@
 """Prometheus metrics of one app, on the app's own registry.
 
 A registry per app (not prometheus-client's global one) lets several apps live in one process,
-as they do in the tests, without "Duplicated timeseries" errors. Names follow STYLE.md:
+as they do in the tests, without "Duplicated timeseries" errors. Names follow Prometheus practice:
 seconds with the unit in the name, as TGI and BentoML do.
 """
 

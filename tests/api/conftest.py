@@ -97,6 +97,12 @@ def server(settings_for, serve_app) -> RunningServer:
     return serve_app(create_app(settings_for(max_wait_ms=20)))
 
 
+@pytest.fixture(scope="session")
+def bundled_server(serve_app) -> RunningServer:
+    """The bundled models with default settings, as `make serve` runs them; started once."""
+    return serve_app(create_app(Settings()))
+
+
 @pytest.fixture
 def client(server: RunningServer) -> Iterator[httpx.Client]:
     with server.client() as client:

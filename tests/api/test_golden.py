@@ -23,11 +23,6 @@ QUESTIONS = ["what color is the circle?", "how many shapes are there?"]
 
 
 @pytest.fixture(scope="module")
-def bundled(serve_app):
-    return serve_app(create_app(Settings()))
-
-
-@pytest.fixture(scope="module")
 def expected() -> dict:
     return json.loads((GOLDEN / "bundled.json").read_text())
 
@@ -43,21 +38,21 @@ def _without_timing(response: httpx.Response) -> dict:
     return body
 
 
-def test_caption_json_is_unchanged(bundled, expected: dict) -> None:
-    with bundled.client() as client:
+def test_caption_json_is_unchanged(bundled_server, expected: dict) -> None:
+    with bundled_server.client() as client:
         body = _without_timing(client.post("/v1/captions", files=_files()))
     assert json.dumps(body, sort_keys=True) == json.dumps(expected["captions"], sort_keys=True)
 
 
-def test_vqa_json_is_unchanged(bundled, expected: dict) -> None:
-    with bundled.client() as client:
+def test_vqa_json_is_unchanged(bundled_server, expected: dict) -> None:
+    with bundled_server.client() as client:
         response = client.post("/v1/vqa", files=_files(), data={"question": QUESTIONS})
     body = _without_timing(response)
     assert json.dumps(body, sort_keys=True) == json.dumps(expected["vqa"], sort_keys=True)
 
 
-def test_models_and_overlay_are_unchanged(bundled, expected: dict) -> None:
-    with bundled.client() as client:
+def test_models_and_overlay_are_unchanged(bundled_server, expected: dict) -> None:
+    with bundled_server.client() as client:
         assert client.get("/v1/models").json() == expected["models"]
         overlay = client.post("/v1/captions/overlay", files=_files())
     assert overlay.status_code == 200

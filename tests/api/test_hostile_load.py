@@ -15,7 +15,7 @@ from PIL import Image
 from api.app import create_app
 from benchmarks.common import proc_kib
 from benchmarks.local_server import local_server
-from benchmarks.memory import TRICKLE_HEAD
+from benchmarks.memory import TRICKLE_HEAD, rss_mb
 
 
 @cache
@@ -123,10 +123,6 @@ def test_refused_requests_carry_the_security_headers_too(client) -> None:
     assert response.status_code == 415
     assert response.headers["x-content-type-options"] == "nosniff"
     assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
-
-
-def rss_mb(pid: int) -> float:
-    return proc_kib("VmRSS", f"/proc/{pid}/status") / 1024
 
 
 def test_memory_taken_by_a_burst_of_large_images_is_returned(tiny_model_dirs) -> None:

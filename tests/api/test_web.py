@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from api.app import create_app
 from service.settings import Settings
 
 if TYPE_CHECKING:
@@ -71,11 +70,9 @@ def browser():
 
 
 @pytest.fixture(scope="module")
-def page_server(request, serve_app):
+def page_server(request):
     """The shared server of tiny models, or the bundled models for the README picture."""
-    if SCREENSHOT:
-        return serve_app(create_app(Settings()))
-    return request.getfixturevalue("server")
+    return request.getfixturevalue("bundled_server" if SCREENSHOT else "server")
 
 
 def test_hovering_a_word_draws_its_attention_and_a_question_gets_answered(
@@ -115,11 +112,6 @@ def test_hovering_a_word_draws_its_attention_and_a_question_gets_answered(
         page.screenshot(path=SCREENSHOT, full_page=True)
     assert errors == []
     page.close()
-
-
-@pytest.fixture(scope="module")
-def bundled_server(serve_app):
-    return serve_app(create_app(Settings()))
 
 
 def test_a_photo_gets_a_notice_and_unknown_words_are_marked(

@@ -5,6 +5,7 @@ and turns the fields into the service's options; a bad field is 422 `invalid_fie
 """
 
 import unicodedata
+from dataclasses import fields
 from typing import Annotated
 
 from fastapi import Depends, File, Form, Request, UploadFile
@@ -17,10 +18,8 @@ from service.settings import Settings
 
 ImageFile = Annotated[UploadFile, File(description="JPEG, PNG, WebP, GIF, BMP or TIFF image")]
 
-_DECODING_FIELDS = {"sample", "temperature", "top_k", "top_p", "seed", "num_captions"}
-_CAPTION_FIELDS = frozenset(
-    {"image", "beam_size", "max_length", "attention", "length_penalty", *_DECODING_FIELDS}
-)
+_DECODING_FIELDS = {field.name for field in fields(DecodingFields)}
+_CAPTION_FIELDS = frozenset({"image", "beam_size", "max_length", "attention", *_DECODING_FIELDS})
 _VQA_FIELDS = frozenset({"image", "question", "top_k", "attention"})
 _LABEL_FIELDS = frozenset({"image", "top_k", "attention"})
 

@@ -1,10 +1,10 @@
 """What the service says about how well a model knows its input: is the image in the domain
 its head was trained on, and which question words it has never seen."""
 
+from collections.abc import Container
 from dataclasses import dataclass
 
 from torch import Tensor
-from transformers import PreTrainedTokenizerFast
 
 from models.checkpoint import Checkpoint
 from models.text import words
@@ -28,9 +28,8 @@ def judge(checkpoint: Checkpoint, grid: Tensor, policy: DomainPolicy) -> list[Do
     return [DomainVerdict(s <= domain.threshold, round(s, 3), domain.threshold) for s in scores]
 
 
-def unknown_words(tokenizer: PreTrainedTokenizerFast, question: str) -> list[str]:
+def unknown_words(vocabulary: Container[str], question: str) -> list[str]:
     """The question's words outside the vocabulary (read as <unk>), each once, in order;
     punctuation is not a word a client could rephrase, so it is left out."""
-    vocabulary = tokenizer.get_vocab()
     unknown = (w for w in words(question) if w not in vocabulary and any(c.isalnum() for c in w))
     return list(dict.fromkeys(unknown))

@@ -218,10 +218,11 @@ class Engine:
         h, w = model.config.grid
         results: list[list[AnswerResult]] = [[] for _ in questions]
         verdicts = self.judge("vqa", grid)
+        vocabulary = self.vqa.tokenizer.get_vocab()  # a new dict per call: build it once
         for row, question in enumerate(flat):
             ranked = [(answers[i], float(p)) for p, i in zip(top_p[row], top_i[row], strict=True)]
             attention = None if maps is None else maps[row].reshape(-1, h, w).float().numpy()
-            i, unknown = int(owner[row]), unknown_words(self.vqa.tokenizer, question)
+            i, unknown = int(owner[row]), unknown_words(vocabulary, question)
             answer = AnswerResult(question, ranked[0][0], ranked, attention, verdicts[i], unknown)
             results[i].append(answer)
         return results

@@ -105,6 +105,7 @@ class OpenedImage:
     image: Image.Image
     cost: int
     side: int | None
+    max_pixels: int  # the limit Pillow's own bomb check is reported against while decoding
 
 
 def decode_image(
@@ -150,7 +151,8 @@ def open_image(
         if side is not None and img.format in ("JPEG", "MPO") and max(img.size) > side:
             scale = side / max(img.size)
             img.draft(None, (math.ceil(width * scale), math.ceil(height * scale)))
-        return OpenedImage(img, len(data) + decode_cost(img, width * height, side), side)
+        cost = len(data) + decode_cost(img, width * height, side)
+        return OpenedImage(img, cost, side, max_pixels)
 
 
 def finish_decode(opened: OpenedImage) -> Image.Image:
@@ -160,7 +162,7 @@ def finish_decode(opened: OpenedImage) -> Image.Image:
     become white; the first frame of an animation is used.
     """
     img = opened.image
-    with img, _decoding(MAX_IMAGE_PIXELS, name=img.format):
+    with img, _decoding(opened.max_pixels, name=img.format):
         img.load()
         sixteen_bit = img.mode in _SIXTEEN_BIT_MODES
         small = _shrink(img, opened.side)

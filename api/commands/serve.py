@@ -5,6 +5,8 @@ from typing import Annotated, Any
 
 import typer
 
+from api.commands._errors import fail
+
 
 def serve(
     host: Annotated[
@@ -40,8 +42,7 @@ def serve(
     try:
         settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
-        typer.echo(f"error: invalid settings:\n{exc}", err=True)
-        raise typer.Exit(code=2) from exc
+        raise fail(f"invalid settings:\n{exc}") from exc
     one_malloc_arena()  # so that freed memory can be handed back (api/runtime.py)
     # uvicorn configures only its own loggers; this shows the app's (model loading, errors).
     logging.basicConfig(level=settings.log_level.upper(), format="%(levelname)s:  %(message)s")

@@ -16,7 +16,8 @@ from models.attention import SoftAttention
 from models.grid import GridAdapter
 from models.text import PAD_ID
 
-State = tuple[Tensor, Tensor]
+# The recurrent state: tensors whose first dimension is the decoder row (h and c for an LSTM).
+State = tuple[Tensor, ...]
 
 
 @dataclass
@@ -46,21 +47,23 @@ class Prepared:
 
     features: Tensor  # (B, L, d_model)
     projected: Tensor  # (B, L, attn_dim)
-    state: State  # (B*K, H) each
+    state: State  # (B*K, ...) each
 
     def beams(self, k: int) -> "Prepared":
         """K decoder states per image, each starting from the image's initial state."""
-        h, c = self.state
-        return Prepared(
-            self.features, self.projected, (h.repeat_interleave(k, 0), c.repeat_interleave(k, 0))
-        )
+        state = tuple(s.repeat_interleave(k, 0) for s in self.state)
+        return Prepared(self.features, self.projected, state)
+
+    def rows(self, rows: Tensor) -> "Prepared":
+        """The same images with the decoder states `rows` (B*K,), e.g. the beams kept."""
+        return Prepared(self.features, self.projected, tuple(s[rows] for s in self.state))
 
     def images(self, idx: Tensor) -> "Prepared":
         """Keep the images `idx` (B',) and their states, in that order."""
         k = self.state[0].size(0) // self.features.size(0)
         rows = (idx.unsqueeze(1) * k + torch.arange(k, device=idx.device)).flatten()
-        h, c = self.state
-        return Prepared(self.features[idx], self.projected[idx], (h[rows], c[rows]))
+        kept = Prepared(self.features[idx], self.projected[idx], self.state)
+        return kept.rows(rows)
 
 
 class Captioner(nn.Module):

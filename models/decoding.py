@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 from transformers import PreTrainedTokenizerFast
 
-from models.captioner import Captioner, Prepared
+from models.captioner import Captioner
 from models.sampling import Sampling, draw, filtered_probs, uniforms
 from models.text import BOS_ID, EOS_ID, decode
 
@@ -253,7 +253,7 @@ def beam_search(
         alpha_history = torch.cat(
             [alpha_history.flatten(0, 1)[rows], alpha[rows].unsqueeze(1)], 1
         ).view(b, k, t + 1, -1)
-        prepared = Prepared(prepared.features, prepared.projected, (state[0][rows], state[1][rows]))
+        prepared = replace(prepared, state=state).rows(rows)
         tokens = word.flatten()
 
         # Log-probabilities only fall as words are added: a live beam's best future score is

@@ -1,11 +1,19 @@
-"""Additive soft attention (Bahdanau et al., 2015), as in Show, Attend and Tell (Xu et al., 2015).
+"""Additive attention (Bahdanau et al., 2015), as in Show, Attend and Tell (Xu et al., 2015).
 
-e_ti = w^T tanh(W_a a_i + W_h h_{t-1});  alpha_t = softmax_i(e_t);  z_t = sum_i alpha_ti a_i.
+e_ti = w^T tanh(W_a a_i + W_h h_{t-1});  alpha_t = softmax_i(e_t).
+Soft attention's context is the expected annotation z_t = sum_i alpha_ti a_i (section 4.2);
+hard attention's is the annotation a_{s_t} of one location s_t chosen from alpha_t (section
+4.1), by a `LocationPolicy` the caller sets: the most likely cell by default, a sample while
+training (training/hard_attention.py).
+
 W_a a_i does not depend on t, so it is computed once per image (`project`) and reused at every
 decoding step. Several decoder states may look at one image (the K beams of a beam search):
 they share its annotations, which are broadcast rather than copied, so each step reads them
 once per image and the context is one (K x L) @ (L x D) product per image.
 """
+
+from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -22,12 +30,44 @@ class SoftAttention(nn.Module):
         """W_a a_i for every cell, once per image: (B, L, D) -> (B, L, A)."""
         return self.feat_proj(features)
 
-    def forward(self, projected: Tensor, features: Tensor, hidden: Tensor) -> tuple[Tensor, Tensor]:
-        """Context (B*K, D) and weights (B*K, L) for B images and B*K states `hidden`, K per
-        image in order (rows b*K .. b*K+K-1 look at image b)."""
+    def weights(self, projected: Tensor, hidden: Tensor) -> Tensor:
+        """alpha (B*K, L) of B*K states `hidden` over B images, K per image in order (rows
+        b*K .. b*K+K-1 look at image b)."""
         b, cells, _ = projected.shape
         k = hidden.size(0) // b
         energy = projected.unsqueeze(1) + self.hidden_proj(hidden).view(b, k, 1, -1)
-        alpha = self.score(energy.tanh_()).view(b, k, cells).softmax(dim=-1)  # (B, K, L)
-        context = torch.bmm(alpha, features)  # (B, K, D)
-        return context.flatten(0, 1), alpha.flatten(0, 1)
+        return self.score(energy.tanh_()).view(b, k, cells).softmax(dim=-1).flatten(0, 1)
+
+    def context(self, alpha: Tensor, features: Tensor) -> Tensor:
+        """The expected annotation (B*K, D) under alpha (B*K, L), over features (B, L, D)."""
+        b, cells, _ = features.shape
+        return torch.bmm(alpha.view(b, -1, cells), features).flatten(0, 1)
+
+    def forward(self, projected: Tensor, features: Tensor, hidden: Tensor) -> tuple[Tensor, Tensor]:
+        """Context (B*K, D) and weights (B*K, L), as `weights` and `context`."""
+        alpha = self.weights(projected, hidden)
+        return self.context(alpha, features), alpha
+
+
+class Locations(NamedTuple):
+    """Where each decoder row looks under hard attention."""
+
+    cells: Tensor  # (R,) the chosen location s_t of each row
+    expected: Tensor | None = None  # (R,) bool: rows that take the expected context instead
+
+
+# Which cells hard attention reads, given each row's weights alpha (R, L).
+LocationPolicy = Callable[[Tensor], Locations]
+
+
+def most_likely(alpha: Tensor) -> Locations:
+    """Inference's policy: the cell of highest weight, so that decoding is deterministic."""
+    return Locations(alpha.argmax(dim=-1))
+
+
+def annotations_at(features: Tensor, cells: Tensor) -> Tensor:
+    """The annotation of cell cells[r] of the image row r looks at: features (B, L, D) and
+    cells (B*K,), K rows per image in order -> (B*K, D)."""
+    b = features.size(0)
+    images = torch.arange(b, device=cells.device).repeat_interleave(cells.size(0) // b)
+    return features[images, cells]

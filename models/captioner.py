@@ -1,23 +1,40 @@
-"""Show, Attend and Tell (Xu et al., 2015): an LSTM decoder with soft attention over the grid.
+"""Show, Attend and Tell (Xu et al., 2015): a recurrent decoder with soft or hard attention.
 
-At step t the LSTM reads [E y_{t-1}; beta_t * z_t], where z_t is the attention context and
-beta_t = sigmoid(f_beta(h_{t-1})) the gating scalar of section 4.2.1; h_0 and c_0 come from
-MLPs of the mean annotation; the word distribution is the deep output layer
-p(y_t) ~ exp(L_o(E y_{t-1} + L_h h_t + L_z z_t)) (eq. 7).
+At step t the first recurrent layer reads [E y_{t-1}; beta_t * z_t], where z_t is the
+attention context and beta_t = sigmoid(f_beta(h_{t-1})) the gating scalar of section 4.2.1;
+the initial state comes from MLPs of the mean annotation; the word distribution is the deep
+output layer p(y_t) ~ exp(L_o(E y_{t-1} + L_h h_t + L_z z_t)) (eq. 7).
+
+The paper's decoder is one LSTM layer, the default. `cell="gru"` (Cho et al., 2014) has no
+memory cell and a quarter fewer weights; with `num_layers` N > 1 each layer reads the new h of
+the one below, and the attention, the gate and the deep output read the top layer's h, so the
+image enters at the bottom and the words leave from the top. Cell modules (not a fused
+nn.LSTM) so that decoding can run one step at a time and dynamic quantisation finds them.
+
+`attention="hard"` is the paper's stochastic model (section 4.1): z_t is the annotation of one
+location s_t chosen from alpha_t, by the location policy set on the model (`locating`): the
+most likely cell unless a caller sets another, so every decoder is deterministic and unchanged;
+training sets a sampler (training/hard_attention.py). The weights are the soft model's, so
+either kind of model can start from the other.
 """
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from models.attention import SoftAttention
+from models.attention import LocationPolicy, SoftAttention, annotations_at, most_likely
 from models.grid import GridAdapter
 from models.text import PAD_ID
 
-# The recurrent state: tensors whose first dimension is the decoder row (h and c for an LSTM).
+# The recurrent state: tensors whose first dimension is the decoder row, each (rows, N, H) for
+# N layers: (h, c) for an LSTM, (h,) for a GRU.
 State = tuple[Tensor, ...]
+CELLS: dict[str, type[nn.LSTMCell] | type[nn.GRUCell]] = {"lstm": nn.LSTMCell, "gru": nn.GRUCell}
+ATTENTION = ("soft", "hard")
 
 
 @dataclass
@@ -30,11 +47,25 @@ class CaptionerConfig:
     hidden_dim: int = 512
     attn_dim: int = 128
     conv_layers: int = 0
-    dropout: float = 0.3
+    dropout: float = 0.3  # also between recurrent layers
+    cell: str = "lstm"  # or "gru"
+    num_layers: int = 1
+    attention: str = "soft"  # or "hard": one location per word (Xu et al., section 4.1)
 
     def __post_init__(self) -> None:
         h, w = self.grid  # JSON gives a list
         self.grid = (h, w)
+        if self.attention not in ATTENTION:
+            raise ValueError(f"attention must be one of {ATTENTION}, got {self.attention!r}")
+        if self.cell not in CELLS:
+            raise ValueError(f"cell must be one of {tuple(CELLS)}, got {self.cell!r}")
+        if not (isinstance(self.num_layers, int) and self.num_layers >= 1):
+            raise ValueError(f"num_layers must be a whole number >= 1, got {self.num_layers!r}")
+
+    @property
+    def state_parts(self) -> int:
+        """Tensors in the recurrent state: h and c for an LSTM, h for a GRU."""
+        return 2 if self.cell == "lstm" else 1
 
 
 @dataclass
@@ -72,32 +103,79 @@ class Captioner(nn.Module):
         self.config = cfg = config
         self.adapter = GridAdapter(cfg.feat_dim, cfg.d_model, cfg.grid, cfg.conv_layers)
         self.embed = nn.Embedding(cfg.vocab_size, cfg.embed_dim, padding_idx=PAD_ID)
-        self.init_h = nn.Linear(cfg.d_model, cfg.hidden_dim)
-        self.init_c = nn.Linear(cfg.d_model, cfg.hidden_dim)
-        self.attention = SoftAttention(cfg.d_model, cfg.hidden_dim, cfg.attn_dim)
-        self.f_beta = nn.Linear(cfg.hidden_dim, 1)
-        self.lstm = nn.LSTMCell(cfg.embed_dim + cfg.d_model, cfg.hidden_dim)
+        layers, hidden = cfg.num_layers, cfg.hidden_dim
+        # One MLP per state part (h, then c) giving every layer's initial value at once.
+        self.init_state = nn.ModuleList(
+            nn.Linear(cfg.d_model, layers * hidden) for _ in range(cfg.state_parts)
+        )
+        self.attention = SoftAttention(cfg.d_model, hidden, cfg.attn_dim)
+        self.f_beta = nn.Linear(hidden, 1)
+        inputs = [cfg.embed_dim + cfg.d_model] + [hidden] * (layers - 1)
+        self.cells = nn.ModuleList(CELLS[cfg.cell](size, hidden) for size in inputs)
         self.out_h = nn.Linear(cfg.hidden_dim, cfg.embed_dim)  # L_h
         self.out_z = nn.Linear(cfg.d_model, cfg.embed_dim)  # L_z
         self.out = nn.Linear(cfg.embed_dim, cfg.vocab_size)  # L_o
         self.dropout = nn.Dropout(cfg.dropout)
+        self.locate: LocationPolicy = most_likely  # hard attention's choice of cell
+
+    @contextmanager
+    def locating(self, policy: LocationPolicy) -> Iterator[LocationPolicy]:
+        """Hard attention chooses its cells by `policy` within the block (e.g. training's
+        sampler), then by the policy it had before."""
+        previous, self.locate = self.locate, policy
+        try:
+            yield policy
+        finally:
+            self.locate = previous
 
     def prepare(self, features: Tensor) -> Prepared:
-        """Adapt the raw encoder grid (B, L, feat_dim) and compute the initial LSTM state."""
+        """Adapt the raw encoder grid (B, L, feat_dim) and compute the initial state."""
         annotations = self.adapter(features)  # (B, L, d)
         mean = annotations.mean(dim=1)  # (B, d)
-        state = (torch.tanh(self.init_h(mean)), torch.tanh(self.init_c(mean)))  # (B, H) x 2
+        shape = (mean.size(0), self.config.num_layers, self.config.hidden_dim)
+        state = tuple(torch.tanh(init(mean)).view(shape) for init in self.init_state)  # (B, N, H)
         return Prepared(annotations, self.attention.project(annotations), state)
 
     def step(self, tokens: Tensor, prepared: Prepared) -> tuple[Tensor, State, Tensor]:
         """One step: previous words (B*K,) -> logits (B*K, V), new state, alpha (B*K, L)."""
-        h, c = prepared.state
-        context, alpha = self.attention(prepared.projected, prepared.features, h)  # (B*K, d|L)
-        gated = torch.sigmoid(self.f_beta(h)) * context  # (B, d)
+        top = prepared.state[0][:, -1]  # h_{t-1} of the top layer (B*K, H)
+        alpha = self.attention.weights(prepared.projected, top)  # (B*K, L)
+        context = self.glimpse(alpha, prepared.features)  # (B*K, d)
+        gated = torch.sigmoid(self.f_beta(top)) * context  # (B, d)
         emb = self.embed(tokens)  # (B, E)
-        h, c = self.lstm(torch.cat([emb, gated], dim=1), (h, c))  # (B, H)
+        state = self.recur(torch.cat([emb, gated], dim=1), prepared.state)
+        h = state[0][:, -1]  # h_t of the top layer (B, H)
         deep = emb + self.out_h(self.dropout(h)) + self.out_z(gated)  # (B, E)
-        return self.out(self.dropout(deep)), (h, c), alpha
+        return self.out(self.dropout(deep)), state, alpha
+
+    def glimpse(self, alpha: Tensor, features: Tensor) -> Tensor:
+        """The context z_t (B*K, d) under the weights alpha (B*K, L) over features (B, L, d):
+        soft, the expected annotation; hard, the annotation of the cell the location policy
+        picks, or the expected one in the rows the policy says (training's variance trick)."""
+        if self.config.attention == "soft":
+            return self.attention.context(alpha, features)
+        where = self.locate(alpha)
+        context = annotations_at(features, where.cells)
+        if where.expected is not None:
+            expected = self.attention.context(alpha, features)
+            context = torch.where(where.expected.unsqueeze(1), expected, context)
+        return context
+
+    def recur(self, inputs: Tensor, state: State) -> State:
+        """The cell stack's step: the first layer reads `inputs` (B, I), each layer above the
+        new h of the one below (through dropout); returns the new state, (B, N, H) each."""
+        layers = []
+        for i, cell in enumerate(self.cells):
+            if i > 0:
+                inputs = self.dropout(inputs)
+            previous = tuple(part[:, i] for part in state)  # (B, H) each
+            if self.config.cell == "lstm":
+                new = cell(inputs, previous)  # (h, c)
+            else:
+                new = (cell(inputs, previous[0]),)  # (h,)
+            layers.append(new)
+            inputs = new[0]
+        return tuple(torch.stack(parts, dim=1) for parts in zip(*layers, strict=True))
 
     def forward(
         self, features: Tensor, inputs: Tensor, targets: Tensor | None = None

@@ -33,6 +33,13 @@ HEADS: dict[str, tuple[type[Head], type]] = {
     "vqa": (VQAModel, VQAConfig),
 }
 ENCODER_PREFIX = "encoder."
+# Weights renamed since model directories were first written: old prefix -> new, per head.
+# The captioner's one LSTM cell and its h/c MLPs became a stack of cells (`cells.N`) and one
+# MLP per state part (`init_state.N`); the question encoder's LSTM became any `rnn`.
+RENAMED: dict[str, dict[str, str]] = {
+    "captioner": {"lstm.": "cells.0.", "init_h.": "init_state.0.", "init_c.": "init_state.1."},
+    "vqa": {"question.lstm.": "question.rnn."},
+}
 DOMAIN_TENSORS, DOMAIN_INFO = "domain.safetensors", "domain.json"
 
 
@@ -209,6 +216,20 @@ def _read_tensors(path: Path) -> dict[str, Tensor]:
         raise CheckpointError(f"{path} is corrupt: {exc}") from exc
 
 
+def renamed(kind: str, tensors: dict[str, Tensor]) -> dict[str, Tensor]:
+    """The weights of a `kind` head under today's names (older directories load unchanged);
+    a name may sit under a wrapper's prefix (`head.lstm.` in a training state)."""
+    out = {}
+    for name, tensor in tensors.items():
+        for old, new in RENAMED.get(kind, {}).items():
+            prefix, found, rest = name.partition(old)
+            if found and (not prefix or prefix.endswith(".")):
+                name = prefix + new + rest
+                break
+        out[name] = tensor
+    return out
+
+
 def load_pretrained(path: str | Path) -> Checkpoint:
     """Rebuild a head from a model directory; raises CheckpointError naming what is wrong."""
     path = Path(path)
@@ -233,7 +254,7 @@ def load_pretrained(path: str | Path) -> Checkpoint:
         if k.startswith(ENCODER_PREFIX)
     }
     try:
-        model.load_state_dict(tensors)
+        model.load_state_dict(renamed(kind, tensors))
     except RuntimeError as exc:
         raise CheckpointError(f"{weights} does not match {path / 'config.json'}: {exc}") from exc
 

@@ -1,4 +1,5 @@
-"""Visual question answering over the encoder grid: an LSTM reads the question, then
+"""Visual question answering over the encoder grid: a recurrent network reads the question
+(an LSTM by default; a GRU, several layers, both directions as options), then
 
 - `concat`: the baseline; the mean-pooled image vector and the question vector are
   concatenated and classified by an MLP (no attention map);
@@ -22,6 +23,7 @@ from models.grid import GridAdapter
 from models.text import PAD_ID
 
 FUSIONS = ("attention", "concat")
+RNNS: dict[str, type[nn.LSTM] | type[nn.GRU]] = {"lstm": nn.LSTM, "gru": nn.GRU}
 
 
 @dataclass
@@ -38,29 +40,58 @@ class VQAConfig:
     glimpses: int = 2
     classifier_dim: int = 512
     conv_layers: int = 0
-    dropout: float = 0.3
+    dropout: float = 0.3  # also between the question encoder's layers
+    question_cell: str = "lstm"  # or "gru"
+    question_layers: int = 1
+    question_bidirectional: bool = False  # the question vector is then 2 * question_dim wide
 
     def __post_init__(self) -> None:
         rows, cols = self.grid  # JSON gives a list
         self.grid = (rows, cols)
         if self.fusion not in FUSIONS:
             raise ValueError(f"fusion must be one of {FUSIONS}, got {self.fusion!r}")
+        if self.question_cell not in RNNS:
+            raise ValueError(
+                f"question_cell must be one of {tuple(RNNS)}, got {self.question_cell!r}"
+            )
+        if not (isinstance(self.question_layers, int) and self.question_layers >= 1):
+            raise ValueError(
+                f"question_layers must be a whole number >= 1, got {self.question_layers!r}"
+            )
+        if not isinstance(self.question_bidirectional, bool):
+            raise ValueError("question_bidirectional must be true or false")
+
+    @property
+    def question_size(self) -> int:
+        """Width of the question vector the attention and the classifier read."""
+        return self.question_dim * (2 if self.question_bidirectional else 1)
 
 
 class QuestionEncoder(nn.Module):
-    """Embedding -> LSTM; the question is its last hidden state."""
+    """Embedding -> recurrent network; the question is the top layer's last hidden state, or
+    [forward last; backward last] when bidirectional (the backward pass ends on the first
+    word, so both ends of the question are read last by one direction)."""
 
-    def __init__(self, vocab_size: int, embed_dim: int, hidden_dim: int) -> None:
+    def __init__(self, cfg: VQAConfig) -> None:
         super().__init__()
-        self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=PAD_ID)
-        self.lstm = nn.LSTM(embed_dim, hidden_dim, batch_first=True)
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.embed_dim, padding_idx=PAD_ID)
+        self.rnn = RNNS[cfg.question_cell](
+            cfg.embed_dim,
+            cfg.question_dim,
+            num_layers=cfg.question_layers,
+            dropout=cfg.dropout if cfg.question_layers > 1 else 0.0,
+            bidirectional=cfg.question_bidirectional,
+            batch_first=True,
+        )
 
     def forward(self, questions: Tensor, lengths: Tensor) -> Tensor:
-        """Word ids (B, T) padded, true lengths (B,) -> question vectors (B, H)."""
+        """Word ids (B, T) padded, true lengths (B,) -> question vectors (B, Q)."""
         emb = torch.tanh(self.embed(questions))  # (B, T, E)
         packed = pack_padded_sequence(emb, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        _, (h, _) = self.lstm(packed)  # (1, B, H)
-        return h[-1]
+        _, state = self.rnn(packed)
+        h = state[0] if isinstance(state, tuple) else state  # (layers * directions, B, H)
+        directions = 2 if self.rnn.bidirectional else 1
+        return torch.cat(list(h[-directions:]), dim=1)  # the top layer's: (B, directions * H)
 
 
 class VQAModel(nn.Module):
@@ -68,17 +99,17 @@ class VQAModel(nn.Module):
         super().__init__()
         self.config = cfg = config
         self.adapter = GridAdapter(cfg.feat_dim, cfg.d_model, cfg.grid, cfg.conv_layers)
-        self.question = QuestionEncoder(cfg.vocab_size, cfg.embed_dim, cfg.question_dim)
+        self.question = QuestionEncoder(cfg)
         self.dropout = nn.Dropout(cfg.dropout)
         glimpses = cfg.glimpses if cfg.fusion == "attention" else 1
         if cfg.fusion == "attention":
             # SAAA's first 1x1 convolution over [image cell; tiled question], split in two:
             # W [v; q] = W_v v + W_q q, so the question is projected once, not once per cell.
             self.attend_image = nn.Linear(cfg.d_model, cfg.attn_dim)
-            self.attend_question = nn.Linear(cfg.question_dim, cfg.attn_dim, bias=False)
+            self.attend_question = nn.Linear(cfg.question_size, cfg.attn_dim, bias=False)
             self.glimpse = nn.Linear(cfg.attn_dim, glimpses)
         self.classifier = nn.Sequential(
-            nn.Linear(glimpses * cfg.d_model + cfg.question_dim, cfg.classifier_dim),
+            nn.Linear(glimpses * cfg.d_model + cfg.question_size, cfg.classifier_dim),
             nn.ReLU(),
             nn.Dropout(cfg.dropout),
             nn.Linear(cfg.classifier_dim, cfg.num_answers),

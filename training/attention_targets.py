@@ -21,7 +21,7 @@ def train_instances(data: Path) -> dict[int, list[WorldObject]]:
     instances = data / "annotations" / "instances_train.json"
     if not instances.is_file():
         raise ValueError(
-            f"attention_supervision and self_critical_samples need {instances}:"
+            f"the truth reward and attention_supervision need {instances}:"
             " the objects of each training image (the shapes world)"
         )
     return objects_from_coco(json.loads(instances.read_text()))

@@ -1,7 +1,10 @@
 """Self-critical training, the captioner's second stage: batches of images, N captions sampled
-for each (`training.self_critical`), each rewarded when it is true of its image and names
-every object (`caption_is_complete`, the shapes world). The best epoch is the one whose
-validation captions are most often correct, the thing rewarded, rather than the best CIDEr.
+for each (`training.self_critical`), each rewarded by the recipe's mix (`training.rewards`:
+CIDEr-D against the training references, BLEU-4, or the shapes world's truth check) against
+its baseline (the mean of the image's other samples, or its greedy caption's reward).
+
+The best epoch is the one whose validation captions score best by what is rewarded, with
+the same weights: correctness for `truth`, CIDEr for `cider_d`, BLEU-4 for `bleu4`.
 """
 
 from pathlib import Path
@@ -9,22 +12,32 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from models.captioner import attention_supervision
+from models.captioner import Captioner, attention_supervision
+from models.decoding import greedy
 from models.text import decode
 from training.attention_targets import phrase_targets, target_mask, train_instances
 from training.captions import CaptionTask
 from training.config import TrainConfig
-from training.data.shapes_grammar import parse_caption
 from training.data.shapes_scene import WorldObject
+from training.hard_attention import sampled_locations, self_critical_terms
 from training.loop import bucketed_batches
-from training.metrics.shapes import caption_is_complete
-from training.self_critical import Samples, sample_with_grad, self_critical_loss
+from training.rewards import build_reward
+from training.self_critical import Samples, mean_of_others, sample_with_grad, self_critical_loss
+
+# The validation figure that stands for each reward when the best epoch is chosen.
+VALIDATION_METRIC = {"truth": "correct", "cider_d": "CIDEr", "bleu4": "Bleu_4"}
 
 
 class SelfCriticalTask(CaptionTask):
     def __init__(self, cfg: TrainConfig, data: Path) -> None:
         super().__init__(cfg, data)
-        self.train_objects = train_instances(data)
+        self.reward = build_reward(cfg.reward, data, self.train_set.records)
+        if "truth" in cfg.reward and self.instances is None:
+            raise ValueError(
+                "the truth reward is judged on validation correctness, which needs"
+                f" {data / 'annotations' / 'instances_val.json'} (the shapes world)"
+            )
+        self.train_objects = train_instances(data) if cfg.attention_supervision else {}
 
     def batches(self, epoch: int) -> list[list[int]]:
         """Batches of images (the training records), each to be sampled N times."""
@@ -32,27 +45,50 @@ class SelfCriticalTask(CaptionTask):
         return bucketed_batches(lengths, self.cfg.batch_size, self.cfg.seed, epoch)
 
     def loss(self, model: nn.Module, batch: list[int], device: torch.device) -> Tensor:
-        """Sampled captions rewarded for being true and complete, plus, if set, attention
+        """Sampled captions rewarded against their baseline, plus, if set, attention
         supervision on the phrases the samples write."""
         cfg, n = self.cfg, self.cfg.self_critical_samples
         records = [self.train_set.records[i] for i in batch]
-        grids = self.train_set.source.many([r.image_id for r in records], [r.path for r in records])
+        image_ids = [r.image_id for r in records]
+        grids = self.train_set.source.many(image_ids, [r.path for r in records])
         head, grids = self.stepwise(model, grids.to(device), "self_critical_samples")
-        samples = sample_with_grad(head, grids, n, cfg.max_caption_len)
+        with sampled_locations(head, len(image_ids) * n, cfg, device) as locations:
+            samples = sample_with_grad(head, grids, n, cfg.max_caption_len)
         tokens = samples.tokens.tolist()
-        objects = [self.train_objects[r.image_id] for r in records for _ in range(n)]
-        rewards = torch.tensor(
-            [
-                float(caption_is_complete(parse_caption(" ".join(decode(self.tokenizer, ids))), o))
-                for ids, o in zip(tokens, objects, strict=True)
-            ],
-            device=device,
-        )  # (B*N,)
-        loss = self_critical_loss(samples.log_probs, samples.mask, rewards.view(-1, n))
+        rewards = self.rewards([i for i in image_ids for _ in range(n)], tokens, device)
+        rewards = rewards.view(-1, n)  # (B, N)
+        if cfg.baseline == "greedy":
+            baseline = self.greedy_rewards(head, grids, image_ids, device).unsqueeze(1)  # (B, 1)
+        else:
+            baseline = mean_of_others(rewards)  # (B, N)
+        loss = self_critical_loss(samples.log_probs, samples.mask, rewards, baseline)
+        if locations is not None:  # hard attention: the locations are sampled decisions too
+            loss = loss + self_critical_terms(locations, samples, rewards, baseline, cfg)
         if cfg.attention_supervision:
+            objects = [self.train_objects[i] for i in image_ids for _ in range(n)]
             supervision = self._sampled_phrase_supervision(samples, tokens, objects)
             loss = loss + cfg.attention_supervision * supervision
         return loss
+
+    def rewards(
+        self, image_ids: list[int], tokens: list[list[int]], device: torch.device
+    ) -> Tensor:
+        """The reward (R,) of each caption's word ids (cut at <eos>) about its image."""
+        captions = [decode(self.tokenizer, ids) for ids in tokens]
+        return torch.tensor(self.reward(image_ids, captions), device=device)
+
+    def greedy_rewards(
+        self, head: Captioner, grids: Tensor, image_ids: list[int], device: torch.device
+    ) -> Tensor:
+        """The reward (B,) of each image's greedy caption, decoded as at test time (eval
+        mode, no gradient): the baseline of Rennie et al."""
+        was_training = head.training
+        head.eval()
+        try:
+            captions = greedy(head, grids, self.cfg.max_caption_len)
+        finally:
+            head.train(was_training)
+        return self.rewards(image_ids, [c.tokens for c in captions], device)
 
     def _sampled_phrase_supervision(
         self, samples: Samples, tokens: list[list[int]], objects: list[list[WorldObject]]
@@ -69,7 +105,9 @@ class SelfCriticalTask(CaptionTask):
         return attention_supervision(samples.alphas, mask.to(samples.alphas.device))
 
     def evaluate(self, model: nn.Module, device: torch.device) -> dict[str, float]:
+        """The caption metrics, with as `score` the reward's mix of their validation figures
+        (`VALIDATION_METRIC`), so that the model kept is the best at what is rewarded."""
         metrics = super().evaluate(model, device)
-        if "correct" in metrics:  # keep the model best at what is rewarded
-            metrics["score"] = metrics["correct"]
+        weights = self.cfg.reward.items()
+        metrics["score"] = sum(w * metrics[VALIDATION_METRIC[name]] for name, w in weights)
         return metrics

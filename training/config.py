@@ -1,18 +1,28 @@
 """Training recipes: small JSON files in training/configs/, overridable as key=value."""
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
+HARD_ATTENTION = ("hard_reinforce", "hard_entropy", "hard_baseline_decay", "hard_expected_context")
 CAPTION_ONLY = (
     "init_from",
     "alpha_c",
     "attention_supervision",
     "scheduled_sampling",
+    "scheduled_sampling_start",
+    "scheduled_sampling_every",
+    "scheduled_sampling_step",
     "self_critical_samples",
+    *HARD_ATTENTION,
 )
+SAMPLING_RAMP = ("scheduled_sampling_start", "scheduled_sampling_every", "scheduled_sampling_step")
+REWARDS = ("cider_d", "bleu4", "truth")  # what self-critical training can reward
+BASELINES = ("mean", "greedy")
+DEFAULT_REWARD = {"truth": 1.0}  # the shapes world's check, as before rewards could be mixed
 
 
 @dataclass
@@ -38,12 +48,33 @@ class TrainConfig:
     weight_decay: float = 0.01
     warmup_steps: int = 200
     grad_clip: float = 5.0
+    # a time budget: training ends after the step that passes it, then evaluates and exports
+    # as at the last epoch (0: no budget)
+    max_minutes: float = 0.0
     alpha_c: float = 0.0  # weight of the doubly stochastic attention penalty
     # weight of the attention supervision (the shapes world: the object each phrase names)
     attention_supervision: float = 0.0
+    # scheduled sampling: the most probability of feeding the model its own previous word,
+    # reached from epoch `start` in rises of `step` every `every` epochs (the default step
+    # gives the whole rate at once: a fixed rate); training/scheduled_sampling.py
     scheduled_sampling: float = 0.0
+    scheduled_sampling_start: int = 0
+    scheduled_sampling_every: int = 1
+    scheduled_sampling_step: float = 1.0
     # captions sampled per image for self-critical training (0: teacher forcing)
     self_critical_samples: int = 0
+    # its reward, a weighted mix (training/rewards.py), and each sample's baseline: the "mean"
+    # reward of the image's other samples, or that of its "greedy" caption (Rennie et al.)
+    reward: dict = field(default_factory=lambda: dict(DEFAULT_REWARD))
+    baseline: str = "mean"
+    # hard attention (model={"attention": "hard"}; training/hard_attention.py): the weights of
+    # the REINFORCE term of the sampled locations and of their entropy, the decay of the
+    # moving-average baseline (teacher forcing), and the probability that a caption is
+    # written with the expected context instead of sampled locations (Xu et al., sec. 4.1)
+    hard_reinforce: float = 1.0
+    hard_entropy: float = 0.002
+    hard_baseline_decay: float = 0.9
+    hard_expected_context: float = 0.5
     # evaluation, early stopping and checkpoints
     eval_beam_size: int = 1
     eval_max_images: int = 500
@@ -58,6 +89,11 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        self._check_sampling_ramp()
+        self._check_self_critical()
+        self._check_hard_attention()
+        if not 0.0 <= self.max_minutes < math.inf:
+            raise ValueError("max_minutes must be a number of minutes >= 0 (0: no budget)")
         if self.self_critical_samples and self.fine_tune:
             raise ValueError("self-critical training reads cached grids: set fine_tune=false")
         if self.task != "captions":
@@ -65,6 +101,57 @@ class TrainConfig:
             unused = [k for k in CAPTION_ONLY if getattr(self, k) != getattr(defaults, k)]
             if unused:
                 raise ValueError(f"{', '.join(unused)}: settings of caption training only")
+
+    def _check_sampling_ramp(self) -> None:
+        if not 0.0 <= self.scheduled_sampling <= 1.0:
+            raise ValueError("scheduled_sampling is a probability: from 0 to 1")
+        if self.scheduled_sampling_start < 0 or self.scheduled_sampling_every < 1:
+            raise ValueError("scheduled_sampling_start must be >= 0 and _every >= 1 (epochs)")
+        if not 0.0 < self.scheduled_sampling_step <= 1.0:
+            raise ValueError("scheduled_sampling_step must be above 0 and at most 1")
+        defaults = {f.name: f.default for f in fields(self)}
+        ramp = [k for k in SAMPLING_RAMP if getattr(self, k) != defaults[k]]
+        if ramp and not self.scheduled_sampling:
+            raise ValueError(f"{', '.join(ramp)} ramp up to scheduled_sampling: set it above 0")
+
+    def _check_self_critical(self) -> None:
+        if not isinstance(self.reward, dict) or not self.reward:
+            raise ValueError('reward is a dict of reward names to weights: {"cider_d": 1.0}')
+        unknown = sorted(set(self.reward) - set(REWARDS))
+        if unknown:
+            raise ValueError(f"unknown rewards {unknown}: choose from {', '.join(REWARDS)}")
+        for name, weight in self.reward.items():
+            if not isinstance(weight, int | float) or isinstance(weight, bool):
+                raise ValueError(f"the weight of reward {name} must be a number, not {weight!r}")
+            if not 0.0 < weight < math.inf:
+                raise ValueError(f"the weight of reward {name} must be above 0, not {weight}")
+        if self.baseline not in BASELINES:
+            raise ValueError(
+                f"baseline must be one of {', '.join(BASELINES)}, not {self.baseline!r}"
+            )
+        defaults = (("reward", DEFAULT_REWARD), ("baseline", "mean"))
+        changed = [k for k, default in defaults if getattr(self, k) != default]
+        if changed and not self.self_critical_samples:
+            raise ValueError(
+                f"{', '.join(changed)}: settings of self-critical training (self_critical_samples)"
+            )
+        if self.baseline == "mean" and self.self_critical_samples == 1:
+            raise ValueError("baseline mean compares the samples of an image: sample 2 or more")
+
+    def _check_hard_attention(self) -> None:
+        weights = ("hard_reinforce", "hard_entropy")
+        if any(not 0.0 <= getattr(self, k) < math.inf for k in weights):
+            raise ValueError("hard_reinforce and hard_entropy are weights: numbers >= 0")
+        if not 0.0 <= self.hard_baseline_decay < 1.0:
+            raise ValueError("hard_baseline_decay must be from 0 up to (not including) 1")
+        if not 0.0 <= self.hard_expected_context <= 1.0:
+            raise ValueError("hard_expected_context is a probability: from 0 to 1")
+        defaults = {f.name: f.default for f in fields(self)}
+        changed = [k for k in HARD_ATTENTION if getattr(self, k) != defaults[k]]
+        hard = self.model.get("attention") == "hard"
+        if changed and self.task == "captions" and not hard and not self.init_from:
+            wanted = 'model={"attention": "hard"}'
+            raise ValueError(f"{', '.join(changed)}: settings of hard attention: set {wanted}")
 
     def to_dict(self) -> dict:
         return asdict(self)

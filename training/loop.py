@@ -4,7 +4,10 @@ A `Task` supplies the model, the batches and the loss. `fit` sets a run up (`sta
 optimiser, the warmup + cosine schedule, AMP, DDP, the state to resume from), then per epoch
 calls `train_one_epoch` and, on the main process, `evaluate`; between them it keeps the best
 model (exported), writes atomic checkpoints, and stops early when the task's validation score
-has not improved for `patience` epochs.
+has not improved for `patience` epochs. A time budget (`max_minutes`, counted from the run's
+start in this process) ends training after the step that passes it, mid-epoch if need be;
+that partial epoch is evaluated, kept if best and checkpointed like any other, so runs
+compared at an equal budget each end with a model.
 """
 
 import math
@@ -79,6 +82,7 @@ class FitResult:
     best_metrics: dict[str, float] = field(default_factory=dict)
     history: list[dict[str, float]] = field(default_factory=list)
     stopped_early: bool = False
+    out_of_time: bool = False  # the time budget ended training
 
 
 @dataclass
@@ -97,6 +101,7 @@ class Run:
     amp_dtype: torch.dtype | None  # autocast on CUDA; None: full precision
     steps_per_epoch: int  # equal on every rank, or DDP hangs
     progress: Progress = field(default_factory=Progress)
+    deadline: float | None = None  # time.monotonic() when the budget is spent; None: none
 
     def checkpoint(self) -> None:
         """Save the run atomically (the main process only: every rank holds the same)."""
@@ -111,12 +116,15 @@ def fit(task: Task, cfg: TrainConfig, out_dir: Path, resume: bool = False) -> Fi
     result = FitResult()
     log = TrainingLog(out_dir, run.ddp.main)
     while run.progress.epoch < cfg.epochs:
-        train_one_epoch(task, run, log)
+        spent = train_one_epoch(task, run, log)
         if run.ddp.main:
             metrics, pictures = evaluate(task, run.model, run.device)
             keep_best(task, run, metrics, result, out_dir / "model")
             log.epoch(run.progress.global_step, result.history[-1], pictures)
         run.checkpoint()
+        if spent:
+            result.out_of_time = True
+            break
         if stop_early(run):
             result.stopped_early = True
             break
@@ -160,12 +168,15 @@ def start(task: Task, cfg: TrainConfig, state_path: Path, resume: bool) -> Run:
         amp_dtype=amp_dtype,
         steps_per_epoch=steps_per_epoch,
         progress=progress,
+        deadline=time.monotonic() + cfg.max_minutes * 60 if cfg.max_minutes else None,
     )
 
 
-def train_one_epoch(task: Task, run: Run, log: TrainingLog) -> None:
+def train_one_epoch(task: Task, run: Run, log: TrainingLog) -> bool:
     """One optimiser step per batch of this rank's share of the epoch (what is left of it
-    when resuming mid-epoch), with a checkpoint every `checkpoint_every` steps."""
+    when resuming mid-epoch), with a checkpoint every `checkpoint_every` steps. Returns
+    whether the time budget is spent: the epoch then ends early, after the step that
+    spent it (a resumed run goes on from there)."""
     progress = run.progress
     run.model.train()
     batches = task.batches(progress.epoch)[run.ddp.rank :: run.ddp.world][: run.steps_per_epoch]
@@ -175,7 +186,7 @@ def train_one_epoch(task: Task, run: Run, log: TrainingLog) -> None:
         disable=not run.ddp.main,
         dynamic_ncols=True,
     )
-    started, seen = time.perf_counter(), 0
+    started, seen, spent = time.perf_counter(), 0, False
     for batch in bar:
         loss = train_step(task, run, batch)
         progress.step_in_epoch += 1
@@ -187,8 +198,13 @@ def train_one_epoch(task: Task, run: Run, log: TrainingLog) -> None:
         )
         if progress.global_step % run.cfg.checkpoint_every == 0:
             run.checkpoint()
-    progress.epoch += 1
-    progress.step_in_epoch = 0
+        if out_of_time(run):
+            spent = True
+            break
+    if progress.step_in_epoch == len(batches):
+        progress.epoch += 1
+        progress.step_in_epoch = 0
+    return spent
 
 
 def train_step(task: Task, run: Run, batch: list[int]) -> Tensor:
@@ -223,8 +239,11 @@ def keep_best(
     """Record the epoch; export the model to `path` when it scores best so far, else count
     the epoch toward stopping early."""
     progress = run.progress
-    result.history.append({"epoch": progress.epoch, **metrics})
-    tqdm.write(f"epoch {progress.epoch}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+    epoch: float = progress.epoch
+    if progress.step_in_epoch:  # the time budget ended training mid-epoch
+        epoch += round(progress.step_in_epoch / run.steps_per_epoch, 4)
+    result.history.append({"epoch": epoch, **metrics})
+    tqdm.write(f"epoch {epoch}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
     if metrics["score"] > progress.best_metric:
         progress.best_metric = metrics["score"]
         progress.epochs_without_gain = 0
@@ -236,7 +255,17 @@ def keep_best(
 
 def stop_early(run: Run) -> bool:
     """Whether `patience` epochs passed without a better score, as the main process saw it."""
-    stop = torch.tensor(float(run.progress.epochs_without_gain >= run.cfg.patience))
+    return _main_says(run, run.progress.epochs_without_gain >= run.cfg.patience)
+
+
+def out_of_time(run: Run) -> bool:
+    """Whether the run's time budget is spent, as the main process saw it."""
+    return run.deadline is not None and _main_says(run, time.monotonic() >= run.deadline)
+
+
+def _main_says(run: Run, flag: bool) -> bool:
+    """`flag` as the main process has it, on every rank (ranks' clocks and views differ)."""
+    value = torch.tensor(float(flag))
     if run.ddp.enabled:
-        dist.broadcast(stop, src=0)
-    return bool(stop.item())
+        dist.broadcast(value, src=0)
+    return bool(value.item())

@@ -3,13 +3,26 @@ decoder its own previous word instead of the reference's, so that training sees 
 mistakes decoding will have to recover from.
 
 A training policy, not part of the model: it drives the captioner's `prepare` and `step`
-like the decoders of `models.decoding` do.
+like the decoders of `models.decoding` do. The paper raises the probability as training goes
+on (its "schedule"), since early on the model's own words are mostly noise: here a ramp by
+epoch, the recipe's `scheduled_sampling_*` fields.
 """
 
 import torch
 from torch import Tensor
 
 from models.captioner import Captioner
+from training.config import TrainConfig
+
+
+def sampling_rate(cfg: TrainConfig, epoch: int) -> float:
+    """The probability of feeding the model its own word in `epoch` (0-based): none before
+    `scheduled_sampling_start`, then `_step` more at the start of every `_every` epochs, up to
+    `scheduled_sampling`."""
+    if epoch < cfg.scheduled_sampling_start:
+        return 0.0
+    rises = (epoch - cfg.scheduled_sampling_start) // cfg.scheduled_sampling_every + 1
+    return min(cfg.scheduled_sampling, rises * cfg.scheduled_sampling_step)
 
 
 def scheduled_sampling(

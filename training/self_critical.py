@@ -5,8 +5,10 @@ Teacher forcing trains each word given the reference's previous words, never the
 own, so a model can score well per word and still write a caption whose phrases do not fit
 together (one object named twice, a colour borrowed from a neighbour). Sampling whole
 captions and rewarding the ones that are right trains the decisions a caption is judged by.
-The baseline of each sample is the mean reward of the other samples of its image (Kool et
-al., 2019, "Buy 4 REINFORCE samples, get a baseline for free"), so no greedy pass is needed.
+Each sample is measured against a baseline: the mean reward of the other samples of its
+image (`mean_of_others`; Kool et al., 2019, "Buy 4 REINFORCE samples, get a baseline for
+free"), or the reward of the image's greedy caption (Rennie et al.'s own choice, which costs
+one more decoding pass per image).
 """
 
 from dataclasses import dataclass
@@ -61,16 +63,23 @@ def sample_with_grad(
     )
 
 
-def self_critical_loss(log_probs: Tensor, mask: Tensor, rewards: Tensor) -> Tensor:
-    """REINFORCE with a leave-one-out baseline, averaged over the sampled words.
-
-    log_probs, mask (B*N, T); rewards (B, N). A sample better than its siblings has its
-    words made more likely, a worse one less; when all N agree nothing moves.
-    """
+def mean_of_others(rewards: Tensor) -> Tensor:
+    """The leave-one-out baseline (B, N) of rewards (B, N): each sample's siblings' mean."""
     n = rewards.size(1)
     if n < 2:
-        raise ValueError("self-critical training needs at least 2 samples per image")
-    baseline = (rewards.sum(dim=1, keepdim=True) - rewards) / (n - 1)  # (B, N)
+        raise ValueError("a baseline of the other samples needs at least 2 samples per image")
+    return (rewards.sum(dim=1, keepdim=True) - rewards) / (n - 1)
+
+
+def self_critical_loss(
+    log_probs: Tensor, mask: Tensor, rewards: Tensor, baseline: Tensor
+) -> Tensor:
+    """REINFORCE with a baseline, averaged over the sampled words.
+
+    log_probs, mask (B*N, T); rewards (B, N); baseline (B, N), or (B, 1) for one per image.
+    A sample better than its baseline has its words made more likely, a worse one less; a
+    sample as good as its baseline moves nothing.
+    """
     advantage = (rewards - baseline).flatten().unsqueeze(1)  # (B*N, 1)
     weights = mask.float()
     return -(advantage * log_probs * weights).sum() / weights.sum().clamp_min(1.0)

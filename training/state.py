@@ -15,7 +15,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import Tensor
 
-from models.checkpoint import write_atomic
+from models.checkpoint import renamed, write_atomic
 
 
 class TrainingStateError(Exception):
@@ -94,7 +94,8 @@ def load_state(path: Path, model, optimizer, scheduler) -> Progress:
             tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open API)
     except (SafetensorError, OSError, KeyError, TypeError, json.JSONDecodeError) as exc:
         raise TrainingStateError(f"cannot resume from {path}: {exc}") from exc
-    model.load_state_dict(_join(tree["model"], tensors))
+    kind = "captioner" if tree["config"].get("task", "captions") == "captions" else "vqa"
+    model.load_state_dict(renamed(kind, _join(tree["model"], tensors)))  # older runs resume
     optimizer.load_state_dict(_int_keys(_join(tree["optimizer"], tensors)))
     scheduler.load_state_dict(_join(tree["scheduler"], tensors))
     set_rng_state(_join(tree["rng"], tensors))

@@ -109,3 +109,41 @@ def test_half_precision_weights_load_into_a_float32_model(
     for name, value in half.model.state_dict().items():
         assert value.dtype == torch.float32
         assert torch.allclose(value, full.model.state_dict()[name], atol=1e-2, rtol=1e-3)
+
+
+BUNDLED = Path(__file__).resolve().parents[2] / "models" / "pretrained"
+
+
+@pytest.mark.parametrize(
+    ("head", "old_names", "defaults"),
+    [
+        (
+            "captioner",
+            {"lstm.weight_ih": "cells.0.weight_ih", "init_c.bias": "init_state.1.bias"},
+            {"cell": "lstm", "num_layers": 1},
+        ),
+        (
+            "vqa",
+            {"question.lstm.weight_hh_l0": "question.rnn.weight_hh_l0"},
+            {"question_cell": "lstm", "question_layers": 1, "question_bidirectional": False},
+        ),
+    ],
+)
+def test_a_directory_written_before_the_recurrent_options_loads_unchanged(
+    head: str, old_names: dict[str, str], defaults: dict
+) -> None:
+    """The bundled models were exported with one LSTM, before today's weight names and config
+    fields existed (tests/api/test_golden.py pins that they still answer byte for byte)."""
+    from safetensors.torch import load_file
+
+    directory = BUNDLED / head
+    written = load_file(directory / "model.safetensors")
+    recorded = json.loads((directory / "config.json").read_text())["model"]
+    assert old_names.keys() <= written.keys()
+    assert not defaults.keys() & recorded.keys()
+    model = load_pretrained(directory).model
+    assert {k: getattr(model.config, k) for k in defaults} == defaults
+    state = model.state_dict()
+    assert len(state) == len(written)
+    for old, new in old_names.items():
+        assert torch.equal(state[new], written[old].float())

@@ -1,5 +1,6 @@
 """The loop's functions on a task that records what it is asked, and fine-tuning end to end."""
 
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -66,6 +67,19 @@ def test_a_run_stops_when_the_score_stops_improving(tmp_path: Path) -> None:
     assert result.stopped_early and [h["epoch"] for h in result.history] == [1, 2]
     assert result.best_metrics == {"score": -3.0} and task.exports == 1
     assert len(task.trained) == 6 and (tmp_path / "train_state.safetensors").is_file()
+
+
+def test_a_spent_time_budget_ends_training_after_that_step_and_keeps_its_model(
+    tmp_path: Path,
+) -> None:
+    task = RecordingTask()
+    cfg = replace(CONFIG, max_minutes=1e-9)  # spent by the first step
+    result = fit(task, cfg, tmp_path)
+    assert task.trained == [[0, 1]] and result.out_of_time and not result.stopped_early
+    assert result.history == [{"epoch": round(1 / 3, 4), "score": -1.0}]
+    assert task.exports == 1 and len(task.evaluated) == 1  # evaluated and kept as at an end
+    run = start(RecordingTask(), CONFIG, tmp_path / "train_state.safetensors", resume=True)
+    assert (run.progress.epoch, run.progress.step_in_epoch) == (0, 1)  # resumable from there
 
 
 def test_fine_tuning_trains_and_exports_the_encoder(tiny_world: Path, tmp_path: Path) -> None:

@@ -1,5 +1,6 @@
-"""Self-critical training: the sampler against teacher forcing, the loss's gradient, and that
-the two together learn a reward (the caption task that uses them is tested in test_train)."""
+"""Self-critical training: the sampler against teacher forcing, the loss's gradient with each
+baseline, and that the two together learn a reward, the world's truth or CIDEr-D (the caption
+task that uses them is tested in test_self_critical_task)."""
 
 import pytest
 import torch
@@ -7,8 +8,10 @@ from torch.nn.utils.rnn import pad_sequence
 
 from factories import tiny_captioner_config
 from models.captioner import Captioner
+from models.decoding import greedy
 from models.text import BOS_ID, EOS_ID, PAD_ID
-from training.self_critical import sample_with_grad, self_critical_loss
+from training.metrics.cider_d import CiderD, DocumentFrequencies
+from training.self_critical import mean_of_others, sample_with_grad, self_critical_loss
 
 CONFIG = tiny_captioner_config(vocab_size=12, feature_dim=8, grid=(2, 3))
 
@@ -38,19 +41,31 @@ def test_sampled_log_probs_are_the_teacher_forced_ones_and_stop_at_eos() -> None
     assert torch.allclose(alphas[mask], samples.alphas[:, :steps][mask], atol=1e-5)
 
 
+MASK = torch.tensor([[1, 1, 1], [1, 1, 0], [1, 0, 0], [1, 1, 1]], dtype=torch.bool)
+
+
 def test_loss_weighs_each_sample_by_its_reward_against_its_siblings() -> None:
     log_probs = torch.zeros(4, 3, requires_grad=True)
-    mask = torch.tensor([[1, 1, 1], [1, 1, 0], [1, 0, 0], [1, 1, 1]], dtype=torch.bool)
-    self_critical_loss(log_probs, mask, torch.tensor([[1.0, 0.0, 0.0, 0.0]])).backward()
+    rewards = torch.tensor([[1.0, 0.0, 0.0, 0.0]])
+    self_critical_loss(log_probs, MASK, rewards, mean_of_others(rewards)).backward()
     advantage = torch.tensor([1.0, -1 / 3, -1 / 3, -1 / 3])  # leave-one-out baseline
-    expected = -(advantage.unsqueeze(1) * mask) / mask.sum()
+    expected = -(advantage.unsqueeze(1) * MASK) / MASK.sum()
     assert torch.allclose(log_probs.grad, expected)
 
     same = torch.zeros(4, 3, requires_grad=True)
-    self_critical_loss(same, mask, torch.ones(1, 4)).backward()
+    self_critical_loss(same, MASK, torch.ones(1, 4), mean_of_others(torch.ones(1, 4))).backward()
     assert not same.grad.any()  # nothing to learn when every sample is as good
     with pytest.raises(ValueError, match="at least 2 samples"):
-        self_critical_loss(log_probs, mask, torch.ones(4, 1))
+        mean_of_others(torch.ones(4, 1))
+
+
+def test_a_greedy_baseline_is_one_per_image_shared_by_its_samples() -> None:
+    log_probs = torch.zeros(4, 3, requires_grad=True)
+    rewards = torch.tensor([[3.0, 1.0], [2.0, 2.0]])  # 2 images x 2 samples
+    greedy_rewards = torch.tensor([[2.0], [1.0]])  # (B, 1)
+    self_critical_loss(log_probs, MASK, rewards, greedy_rewards).backward()
+    advantage = torch.tensor([1.0, -1.0, 1.0, 1.0])  # each sample against its image's greedy
+    assert torch.allclose(log_probs.grad, -(advantage.unsqueeze(1) * MASK) / MASK.sum())
 
 
 def test_training_on_a_reward_makes_the_rewarded_caption_likely() -> None:
@@ -68,8 +83,47 @@ def test_training_on_a_reward_makes_the_rewarded_caption_likely() -> None:
     for _ in range(60):
         samples = sample_with_grad(model, features, 6, 3, generator)
         rewards = (samples.tokens[:, 0] == wanted).float().view(8, 6)
-        loss = self_critical_loss(samples.log_probs, samples.mask, rewards)
+        loss = self_critical_loss(samples.log_probs, samples.mask, rewards, mean_of_others(rewards))
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
     assert before < 0.3 and first_word_rate() > 0.8
+
+
+@pytest.mark.parametrize("baseline", ["mean", "greedy"])
+def test_a_cider_d_reward_makes_captions_like_the_references_more_likely(baseline: str) -> None:
+    """Words are their ids; the references of every image are "7 8 9", and two other
+    documents make their n-grams rarer than the rest."""
+    model = tiny_captioner(seed=4).train()
+    features = torch.randn(6, 6, 8)
+    reference = ["7", "8", "9"]
+    scorer = CiderD(DocumentFrequencies.of([[reference], [["4", "5"]], [["10", "11", "5"]]]))
+    vectors = scorer.references([reference])
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.03)
+    generator = torch.Generator().manual_seed(0)
+
+    def cider_d(rows: list[list[int]]) -> torch.Tensor:
+        """The reward of each caption's ids, cut at <eos>."""
+        rows = [row[: row.index(EOS_ID)] if EOS_ID in row else row for row in rows]
+        return torch.tensor([scorer.score([str(t) for t in row], vectors) for row in rows])
+
+    def mean_sampled_reward() -> float:
+        with torch.no_grad():
+            samples = sample_with_grad(model, features, 8, 4, generator)
+            return cider_d(samples.tokens.tolist()).mean().item()
+
+    before = mean_sampled_reward()
+    for _ in range(40):
+        samples = sample_with_grad(model, features, 4, 4, generator)
+        rewards = cider_d(samples.tokens.tolist()).view(6, 4)
+        if baseline == "greedy":
+            base = cider_d([c.tokens for c in greedy(model.eval(), features, 4)]).unsqueeze(1)
+            model.train()
+        else:
+            base = mean_of_others(rewards)
+        loss = self_critical_loss(samples.log_probs, samples.mask, rewards, base)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    after = mean_sampled_reward()
+    assert before < 1.0 and after > before + 2.0

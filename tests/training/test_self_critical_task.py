@@ -55,6 +55,32 @@ def test_self_critical_with_attention_supervision_targets_the_sampled_phrases(
     assert with_supervision > without  # -log(mass) > 0 wherever a sample names an object
 
 
+def test_a_mixed_reward_with_a_greedy_baseline_keeps_the_epoch_best_by_the_same_mix(
+    tiny_world: Path, teacher_forced: Path, tmp_path: Path
+) -> None:
+    from models.decoding import greedy
+    from models.text import decode
+    from training.loop import fit
+
+    mix = 'reward={"cider_d": 0.5, "truth": 2.0}'
+    overrides = [f"init_from={teacher_forced}", mix, "baseline=greedy", "epochs=1", "batch_size=4"]
+    cfg = load_config("shapes-scst", headless(*overrides))
+    task = SelfCriticalTask(cfg, tiny_world)
+    records = task.train_set.records[:3]
+    ids = [r.image_id for r in records]
+    grids = task.train_set.source.many(ids, [r.path for r in records])
+    head = task.head.train()
+    baseline = task.greedy_rewards(head, grids, ids, CPU)
+    assert head.training  # decoded in eval mode, then put back
+    captions = [
+        decode(task.tokenizer, c.tokens) for c in greedy(head.eval(), grids, cfg.max_caption_len)
+    ]
+    assert baseline.tolist() == pytest.approx(task.reward(ids, captions))
+    result = fit(task, cfg, tmp_path)
+    best = result.best_metrics
+    assert best["score"] == pytest.approx(0.5 * best["CIDEr"] + 2.0 * best["correct"])
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [

@@ -80,3 +80,23 @@ def test_scheduled_sampling_feeds_the_model_its_own_words_in_one_process(
 
     with pytest.raises(ValueError, match="scheduled_sampling runs in one process"):
         sampled.loss(Wrapper(sampled.model), batch, CPU)
+
+
+def test_the_sampling_ramp_feeds_own_words_from_its_start_and_logs_each_rate(
+    tiny_world: Path, tmp_path: Path
+) -> None:
+    from training.loop import fit
+
+    ramp = ["scheduled_sampling=0.5", "scheduled_sampling_start=1", "batch_size=40"]
+    cfg = load_config("shapes-cpu", [*TINY, *ramp])
+    task = TeacherForcingTask(cfg, tiny_world)
+    task.model.eval()  # no dropout: only the inputs differ
+    batch = task.batches(0)[0]
+    inputs, captions, _, _ = task.train_set.batch(batch)
+    forced = task.model(inputs, captions[:, :-1], captions[:, 1:])[2]
+    assert torch.equal(task.loss(task.model, batch, CPU), forced)  # before the start
+    task.batches(1)
+    assert task.loss(task.model, batch, CPU) != forced
+
+    result = fit(task, cfg, tmp_path / "run")
+    assert [epoch["scheduled_sampling"] for epoch in result.history] == [0.0, 0.5]

@@ -18,6 +18,7 @@ from api.errors import install_error_handlers
 from api.middleware import (
     BodyDeadline,
     BodyLimit,
+    RefuseWhenBusy,
     RequestMetrics,
     SecurityHeaders,
     StrictFormText,
@@ -72,12 +73,15 @@ def create_app(settings: Settings | None = None, loader: EngineLoader = load_eng
     app.state.glimpse = state
     install_error_handlers(app)
     app.add_middleware(StrictFormText)  # inside BodyLimit: sees only bodies within the limit
+    app.add_middleware(RefuseWhenBusy, state=state)  # inside BodyDeadline: drops the body
     app.add_middleware(
         BodyLimit,
         max_body_bytes=settings.max_body_bytes,
         max_image_bytes=settings.max_image_bytes,
     )
-    app.add_middleware(BodyDeadline, seconds=settings.body_timeout_s)
+    app.add_middleware(
+        BodyDeadline, seconds=settings.body_timeout_s, max_body_bytes=settings.max_body_bytes
+    )
     app.add_middleware(RequestMetrics, metrics=state.metrics)  # outside BodyLimit: times its 413s
     if settings.cors_origins:
         app.add_middleware(

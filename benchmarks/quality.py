@@ -13,11 +13,13 @@ import json
 import platform
 import time
 from pathlib import Path
+from typing import Literal
 
 import torch
 
 from drawing.overlays import contact_sheet
 from service.engine import Engine
+from service.loading import load_engine
 from service.settings import Settings
 from training.data.coco import load_caption_split
 from training.data.shapes import generate
@@ -33,27 +35,53 @@ def heldout_world(root: Path, images: int, seed: int) -> None:
         generate(root, {"train": 0, "val": 0, "test": images}, seed=seed)
 
 
-def caption_quality(model: Path, root: Path, beam_size: int, sheet: Path) -> dict:
-    engine = Engine.from_dirs(model, None)
+def captioner(model: Path, quantize: Literal["none", "int8"]) -> Engine:
+    """The captioner as the service loads it, in fp32 or int8."""
+    settings = Settings(caption_model=model, vqa_model=None, quantize=quantize)
+    return load_engine(settings, warm_up=False)
+
+
+def caption_quality(
+    engine: Engine, root: Path, beam_size: int, sheet: Path | None
+) -> tuple[dict, dict[int, str]]:
+    """The report on the held-out split, and the captions by image id."""
     records = load_caption_split(root, "test")
     started = time.perf_counter()
     generated, attention = caption_split(engine, records, beam_size, batch_size=32)
     seconds = time.perf_counter() - started
     report = caption_report(generated, records, root, "test", attention)
     several = next((r for r in records if len(r.captions[0].split()) > 8), records[0])
-    words_maps = attention[several.image_id]
-    from PIL import Image
+    if sheet is not None:
+        words_maps = attention[several.image_id]
+        from PIL import Image
 
-    with Image.open(several.path) as image:
-        picture = contact_sheet(
-            image.convert("RGB"), [w for w, _ in words_maps], [m for _, m in words_maps]
-        )
-    picture.save(sheet)
-    return {
+        with Image.open(several.path) as image:
+            picture = contact_sheet(
+                image.convert("RGB"), [w for w, _ in words_maps], [m for _, m in words_maps]
+            )
+        picture.save(sheet)
+    report = {
         "beam_size": beam_size,
         "seconds": round(seconds, 1),
         **report,
         "example": {"image": several.path.name, "caption": generated[several.image_id]},
+    }
+    return report, generated
+
+
+def int8_against_fp32(fp32: tuple[dict, dict[int, str]], int8: tuple[dict, dict[int, str]]) -> dict:
+    """Points (percent) the int8 captioner gains on the fp32 one, and how many captions moved;
+    the bar is 0.5 point either way (#17)."""
+    (a, a_captions), (b, b_captions) = fp32, int8
+    points = {
+        "correctness_points": 100 * (b["correctness"]["accuracy"] - a["correctness"]["accuracy"]),
+        "grounding_points": 100 * (b["grounding"]["hit_rate"] - a["grounding"]["hit_rate"]),
+    }
+    changed = sum(a_captions[i] != b_captions[i] for i in a_captions)
+    return {
+        **points,
+        "captions_changed": changed,
+        "within_half_a_point": all(abs(p) <= 0.5 for p in points.values()),
     }
 
 
@@ -82,26 +110,35 @@ def main(argv: list[str] | None = None) -> dict:
 
     heldout_world(args.data, args.images, args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
+    sheet = args.out / "attention_sheet.png"
+    fp32 = caption_quality(captioner(args.captioner, "none"), args.data, args.beam_size, sheet)
+    int8 = caption_quality(captioner(args.captioner, "int8"), args.data, args.beam_size, None)
     result = {
         "date": datetime.date.today().isoformat(),
         "machine": {"cpu_count": torch.get_num_threads(), "platform": platform.platform()},
         "torch": torch.__version__,
         "heldout": {"images": args.images, "seed": args.seed},
-        "captions": caption_quality(
-            args.captioner, args.data, args.beam_size, args.out / "attention_sheet.png"
-        ),
+        "captions": fp32[0],
+        "captions_int8": int8[0],
+        "int8_vs_fp32": int8_against_fp32(fp32, int8),
         "vqa": {"attention": vqa_quality(args.vqa, args.data)},
     }
     if args.concat:
         result["vqa"]["concat"] = vqa_quality(args.concat, args.data)
     (args.out / "quality.json").write_text(json.dumps(result, indent=2) + "\n")
-    captions = result["captions"]
+    for name in ("captions", "captions_int8"):
+        captions = result[name]
+        print(
+            f"{name}: correctness {captions['correctness']['accuracy']:.3f}  "
+            f"complete {captions['correctness']['complete']:.3f}  "
+            f"grounding {captions['grounding']['hit_rate']:.3f}  "
+            f"BLEU-4 {captions['Bleu_4']:.3f}  METEOR {captions['METEOR']:.3f}  "
+            f"ROUGE-L {captions['ROUGE_L']:.3f}  CIDEr {captions['CIDEr']:.3f}"
+        )
+    gap = result["int8_vs_fp32"]
     print(
-        f"caption correctness {captions['correctness']['accuracy']:.3f}  "
-        f"complete {captions['correctness']['complete']:.3f}  "
-        f"grounding {captions['grounding']['hit_rate']:.3f}  "
-        f"BLEU-4 {captions['Bleu_4']:.3f}  METEOR {captions['METEOR']:.3f}  "
-        f"ROUGE-L {captions['ROUGE_L']:.3f}  CIDEr {captions['CIDEr']:.3f}"
+        f"int8 - fp32: correctness {gap['correctness_points']:+.2f} points, grounding "
+        f"{gap['grounding_points']:+.2f} points, {gap['captions_changed']} captions changed"
     )
     for fusion, report in result["vqa"].items():
         print(

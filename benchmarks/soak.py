@@ -23,7 +23,7 @@ import httpx
 import numpy as np
 from PIL import Image
 
-from benchmarks.common import proc_kib, write_json
+from benchmarks.common import proc_kib, repo_path, write_json
 from benchmarks.local_server import local_server
 from service.settings import PRETRAINED_DIR
 
@@ -157,7 +157,8 @@ def main(argv: list[str] | None = None) -> dict:
         wall = time.monotonic() - started
         stop.set()
         sampler.join()
-    report = summarize(args, load.statuses, samples, wall)
+    models = [repo_path(args.caption_model), repo_path(args.vqa_model)]
+    report = {"models": models, **summarize(args, load.statuses, samples, wall)}
     write_json(args.out, report)
     print(json.dumps({k: v for k, v in report.items() if k != "rss_samples"}, indent=2))
     return report

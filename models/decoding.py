@@ -212,19 +212,21 @@ def beam_search(
     scores = torch.full((b, k), float("-inf"), device=device)
     scores[:, 0] = 0.0  # all K beams start identical: expand only the first
     tokens = torch.full((b * k,), BOS_ID, dtype=torch.long, device=device)
-    history = torch.empty(b, k, 0, dtype=torch.long, device=device)  # words so far
-    alpha_history = torch.empty(b, k, 0, features.size(1), device=device)
-    logp_history = torch.empty(b, k, 0, device=device)  # each word's log-probability
+    # Histories are row-first like the decoder state, beam j of image i at row i*K + j.
+    history = torch.empty(b * k, 0, dtype=torch.long, device=device)  # words so far
+    alpha_history = torch.empty(b * k, 0, features.size(1), device=device)
+    logp_history = torch.empty(b * k, 0, device=device)  # each word's log-probability
     finished: list[list[Caption]] = [[] for _ in range(b)]
     best = torch.full((b,), float("-inf"), device=device)  # n-th best finished normalised score
     active = torch.ones(b, dtype=torch.bool, device=device)
     ids = list(range(b))  # the original image of each row still decoding
+    offsets = torch.arange(b, device=device).unsqueeze(1) * k  # (B, 1) first row of each image
 
-    def hypothesis(i: int, j: int | Tensor, score: float) -> Caption:  # beam j of row i, so far
-        return Caption(history[i, j].tolist(), score, alpha_history[i, j], logp_history[i, j])
+    def hypothesis(row: int, score: float) -> Caption:  # the beam at `row`, so far
+        return Caption(history[row].tolist(), score, alpha_history[row], logp_history[row])
 
-    for t in range(max_len):
-        offsets = torch.arange(b, device=device).unsqueeze(1) * k  # (B, 1)
+    # Every image left in the batch is active at the top of a step: the others were dropped.
+    for _ in range(max_len):
         logits, state, alpha = model.step(tokens, prepared)  # (B*K, V), (B*K, L)
         vocab = logits.size(-1)
         step_logp = logits.log_softmax(dim=-1).view(b, k * vocab)  # (B, K*V)
@@ -235,9 +237,9 @@ def beam_search(
         ends = word == EOS_ID
 
         # Candidates in the top K that emit <eos> become finished hypotheses.
-        for i, j in (ends[:, :k] & active.unsqueeze(1) & top_scores[:, :k].isfinite()).nonzero():
+        for i, j in (ends[:, :k] & top_scores[:, :k].isfinite()).nonzero().tolist():
             hyps = finished[ids[i]]
-            hyps.append(hypothesis(i, origin[i, j], top_scores[i, j].item()))
+            hyps.append(hypothesis(i * k + int(origin[i, j]), top_scores[i, j].item()))
             if len(hyps) >= n:
                 best[i] = sorted(_normalised(c, length_penalty) for c in hyps)[-n]
 
@@ -246,34 +248,31 @@ def beam_search(
         scores = top_scores.gather(1, keep)
         origin, word, word_logp = (x.gather(1, keep) for x in (origin, word, word_logp))
         rows = (offsets + origin).flatten()  # (B*K,) rows of the previous beams
-        history = torch.cat([history.view(b * k, -1)[rows], word.view(-1, 1)], 1).view(b, k, -1)
-        logp_history = torch.cat(
-            [logp_history.view(b * k, -1)[rows], word_logp.view(-1, 1)], 1
-        ).view(b, k, -1)
-        alpha_history = torch.cat(
-            [alpha_history.flatten(0, 1)[rows], alpha[rows].unsqueeze(1)], 1
-        ).view(b, k, t + 1, -1)
+        history = torch.cat([history[rows], word.view(-1, 1)], 1)
+        logp_history = torch.cat([logp_history[rows], word_logp.view(-1, 1)], 1)
+        alpha_history = torch.cat([alpha_history[rows], alpha[rows].unsqueeze(1)], 1)
         prepared = replace(prepared, state=state).rows(rows)
         tokens = word.flatten()
 
         # Log-probabilities only fall as words are added: a live beam's best future score is
         # its current one, normalised by the longest length it could still reach.
         bound = scores[:, 0] / (max_len + 1) ** length_penalty
-        active &= ~(best >= bound)
-        if not active.any():
+        active = ~(best >= bound)
+        alive = int(active.sum())  # the step's one look at the flags
+        if alive == 0:
             break
-        if not active.all():  # drop finished images: they would only cost compute
+        if alive < b:  # drop finished images: they would only cost compute
             live = active.nonzero().flatten()  # (B',)
             ids = [ids[i] for i in live.tolist()]
             b = len(ids)
             scores, best, active = scores[live], best[live], active[live]
-            history, alpha_history = history[live], alpha_history[live]
-            logp_history = logp_history[live]
-            tokens = tokens.view(-1, k)[live].flatten()
+            beams = (live.unsqueeze(1) * k + torch.arange(k, device=device)).flatten()
+            history, alpha_history = history[beams], alpha_history[beams]
+            logp_history, tokens = logp_history[beams], tokens[beams]
             prepared = prepared.images(live)
+            offsets = torch.arange(b, device=device).unsqueeze(1) * k
 
-    for i in active.nonzero().flatten().tolist():  # out of room: live beams end here, cut
-        for j in range(k):
-            if scores[i, j].isfinite():
-                finished[ids[i]].append(hypothesis(i, j, scores[i, j].item()))
+    # Out of room: the live beams of the images still active end here, cut.
+    for i, j in (active.unsqueeze(1) & scores.isfinite()).nonzero().tolist():
+        finished[ids[i]].append(hypothesis(i * k + j, scores[i, j].item()))
     return [_ranked(hyps, length_penalty, n) for hyps in finished]

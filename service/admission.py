@@ -28,9 +28,11 @@ TRIM_DELAY_S = 2.0
 class DecodeBudget:
     """Bytes of image decoding in flight across all requests, at most `capacity`.
 
-    `on_drained` (e.g. glibc's `malloc_trim`) runs in a thread when the budget has stayed
-    empty for `trim_delay_s` after `TRIM_AFTER_BYTES` of decoding, so a burst of large images
-    does not set the process's footprint for the rest of its life.
+    `on_drained` (e.g. glibc's `malloc_trim`) runs in a thread when no decode has started for
+    `trim_delay_s` after `TRIM_AFTER_BYTES` of decoding, so a burst of large images does not
+    set the process's footprint for the rest of its life. Not under steady load, where the
+    budget is empty between most small decodes: a trim costs the model worker ~10 ms and its
+    next pass ~40 ms more (the freed pages are faulted in again).
     """
 
     def __init__(
@@ -48,6 +50,7 @@ class DecodeBudget:
         self._reserve = capacity // RESERVE_FRACTION
         self._on_drained, self._trim_delay_s = on_drained, trim_delay_s
         self._since_drained = 0  # bytes decoded since memory was last returned
+        self._started = 0  # decodes so far: says whether any started during the trim delay
         self._freed: asyncio.Future[None] | None = None  # resolved at the next release
         self._draining: asyncio.Future | None = None
 
@@ -79,6 +82,7 @@ class DecodeBudget:
                 await asyncio.wait_for(asyncio.shield(self._freed), remaining)
         self.used += cost
         self._since_drained += cost
+        self._started += 1
 
     def _release(self, cost: int) -> None:
         self.used -= cost
@@ -86,11 +90,13 @@ class DecodeBudget:
             self._freed.set_result(None)
         self._freed = None
         if self.used == 0 and self._since_drained >= TRIM_AFTER_BYTES:
-            asyncio.get_running_loop().call_later(self._trim_delay_s, self._trim_if_drained)
+            loop = asyncio.get_running_loop()
+            loop.call_later(self._trim_delay_s, self._trim_if_drained, self._started)
 
-    def _trim_if_drained(self) -> None:
-        if self.used or self._since_drained < TRIM_AFTER_BYTES or self._on_drained is None:
-            return  # busy again (a later drain will call back), or trimmed already
+    def _trim_if_drained(self, started: int) -> None:
+        stale = started != self._started or self._since_drained < TRIM_AFTER_BYTES
+        if stale or self._on_drained is None:
+            return  # decoding again (a later drain will call back), or trimmed already
         if self._draining is None or self._draining.done():
             self._since_drained = 0
             self._draining = asyncio.get_running_loop().run_in_executor(None, self._on_drained)

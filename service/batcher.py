@@ -1,11 +1,16 @@
 """Dynamic micro-batching: concurrent requests share one forward pass on one worker thread.
 
 The event loop only enqueues and awaits; one thread owns the model, so torch never runs two
-passes at once and never blocks the loop. A batch starts with the first waiting request and
-takes whatever else arrives within `max_wait_s`, up to `max_batch_size`. The queue is bounded:
-when it is full, `submit` raises `Busy` at once, so overload turns into quick refusals instead of
-requests that time out after waiting. A request cancelled while waiting (its client went
-away) leaves the queue immediately and is never computed.
+passes at once and never blocks the loop. A batch takes every request waiting when the worker
+is free, up to `max_batch_size`, and starts at once: a request that finds the model idle runs
+alone, and requests that arrive during a pass form the next batch together. Only after a pass
+that k > 1 requests shared does the next batch wait, up to `max_wait_s`, for those k besides
+the requests waiting then: answers that went out together bring their clients back together
+(never waiting, 8 clients split into small batches and lost a tenth of the throughput). A lone
+client never waits for company (a fixed wait added 5 ms to each of its requests). The queue is
+bounded: when it is full, `submit` raises `Busy` at once, so overload turns into quick refusals
+instead of requests that time out after waiting. A request cancelled while waiting (its client
+went away) leaves the queue immediately and is never computed.
 """
 
 import asyncio
@@ -67,6 +72,7 @@ class MicroBatcher(Generic[Job, Result]):
         self._queue: deque[_Waiting[Job]] = deque()
         self._cond = threading.Condition()
         self._closed = False
+        self._last_size = 1  # of the previous batch: how much company to wait for
         self._worker = threading.Thread(target=self._run, name="glimpse-model", daemon=True)
 
     @property
@@ -95,13 +101,19 @@ class MicroBatcher(Generic[Job, Result]):
         """Wait for `job`'s result; raises Busy when the queue is full."""
         return await asyncio.wrap_future(self._enqueue(job))
 
+    def check_room(self) -> None:
+        """Raise what `submit` would raise now for want of room (Busy; NotReady once closed),
+        so that a caller can refuse a request before doing any work for it. Without the lock: a
+        late answer only moves the refusal to `submit`."""
+        if self._closed:
+            raise NotReady("the server is shutting down")
+        if len(self._queue) >= self.max_queue_size:
+            raise Busy(self.retry_after_s)
+
     def _enqueue(self, job: Job) -> Future:
         item = _Waiting(job, Future(), time.perf_counter())
         with self._cond:
-            if self._closed:
-                raise NotReady("the server is shutting down")
-            if len(self._queue) >= self.max_queue_size:
-                raise Busy(self.retry_after_s)
+            self.check_room()
             self._queue.append(item)
             self._update_depth()
             self._cond.notify()
@@ -122,29 +134,29 @@ class MicroBatcher(Generic[Job, Result]):
             self._metrics.queue_size.set(len(self._queue))
 
     def _next_batch(self) -> list[_Waiting[Job]] | None:
-        """Block for the first live request, then gather more until full or out of time."""
+        """Every live request waiting, up to the batch size, once there is one; after a pass
+        of k > 1, up to `max_wait_s` more for k besides those waiting then. None once closed."""
         batch: list[_Waiting[Job]] = []
         deadline = None
         with self._cond:
-            while len(batch) < self.max_batch_size:
-                if self._closed:
-                    break  # finish what was taken; the next call returns None
-                if not self._queue:
-                    if deadline is None:
-                        self._cond.wait()
-                        continue
-                    remaining = deadline - time.perf_counter()
-                    if remaining <= 0:
-                        break
-                    self._cond.wait(remaining)
-                    continue
-                item = self._queue.popleft()
-                if not item.future.set_running_or_notify_cancel():
-                    continue  # cancelled between its callback and now
-                batch.append(item)
-                if deadline is None:
+            # The clients a shared pass just answered tend to come back, to join those waiting.
+            coming = self._last_size if self._last_size > 1 else 0
+            wanted = max(1, min(coming + len(self._queue), self.max_batch_size))
+            while not self._closed:  # closed: finish what was taken; the next call returns None
+                while self._queue and len(batch) < self.max_batch_size:
+                    item = self._queue.popleft()
+                    if item.future.set_running_or_notify_cancel():  # else cancelled just now
+                        batch.append(item)
+                self._update_depth()
+                if len(batch) >= wanted:
+                    break
+                if batch and deadline is None:
                     deadline = time.perf_counter() + self.max_wait_s
-            self._update_depth()
+                remaining = None if deadline is None else deadline - time.perf_counter()
+                if remaining is not None and remaining <= 0:
+                    break
+                self._cond.wait(remaining)
+        self._last_size = max(1, len(batch))
         return batch or None
 
     def _run(self) -> None:

@@ -44,6 +44,7 @@ class CaptionResult:
     probs: np.ndarray = field(default_factory=lambda: np.ones(0))  # (len(words),) p of each
     alternatives: list["CaptionResult"] = field(default_factory=list)  # the next best, in order
     labels: LabelsResult | None = None  # what the encoder recognises, for an out-of-domain image
+    cells: np.ndarray | None = None  # (len(words), 2) hard attention's (row, col) per word
 
 
 @dataclass
@@ -58,12 +59,17 @@ class AnswerResult:
 
 
 def _spoken(
-    caption: Caption, tokenizer: PreTrainedTokenizerFast, grid: tuple[int, int]
+    caption: Caption, tokenizer: PreTrainedTokenizerFast, grid: tuple[int, int], hard: bool
 ) -> CaptionResult:
-    """A decoded caption as words, with each word's attention map and probability."""
+    """A decoded caption as words, with each word's attention map and probability, and under
+    hard attention the cell each word read: its map's peak, the cell decoding chose."""
     words, maps = words_and_maps(caption, tokenizer, grid)
     probs = word_probabilities(caption, tokenizer)
-    return CaptionResult(" ".join(words), words, maps, caption.score, probs=probs)
+    cells = None
+    if hard:
+        peaks = maps.reshape(len(words), grid[0] * grid[1]).argmax(axis=1)
+        cells = np.stack(np.unravel_index(peaks, grid), axis=1)  # (T, 2)
+    return CaptionResult(" ".join(words), words, maps, caption.score, probs=probs, cells=cells)
 
 
 def as_lists(maps: np.ndarray, decimals: int = 4) -> list:
@@ -182,8 +188,9 @@ class Engine:
         options = decoding or DecodeOptions(beam_size, max_length)
         captions = decode_captions(model, grid, options, generators)
         results = []
+        shape, hard = model.config.grid, model.config.attention == "hard"
         for c, verdict in zip(captions, self.judge("captioner", grid), strict=True):
-            best, *others = (_spoken(x, tokenizer, model.config.grid) for x in [c, *c.alternatives])
+            best, *others = (_spoken(x, tokenizer, shape, hard) for x in [c, *c.alternatives])
             results.append(replace(best, domain=verdict, alternatives=others))
         return results
 

@@ -160,6 +160,11 @@ class Inference:
         done = await self._batcher.submit(LabelJob(decoded, options.top_k))
         return _outcome(done, decoded, self._labels_card, decode_seconds)
 
+    def check_room(self) -> None:
+        """Raise Busy if the model queue is full now, so that the API can refuse a request
+        before reading its body: under overload a refusal then costs almost nothing."""
+        self._batcher.check_room()
+
     def _head(self, kind: str, missing: str) -> ModelCard:
         if kind not in self.models:
             raise NotReady(missing)

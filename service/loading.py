@@ -2,18 +2,23 @@
 
 from PIL import Image
 
+from models.quantize import quantize_int8
 from service.engine import Engine
 from service.jobs import AnswerJob, CaptionJob, EngineJob, LabelJob, run_jobs
 from service.settings import Settings
 
 
 def load_engine(settings: Settings, warm_up: bool = True) -> Engine:
-    """Load `settings`' model directories; raises `CheckpointError` naming what is wrong.
+    """Load `settings`' model directories, the captioner quantised if `settings.quantize`
+    says so; raises `CheckpointError` naming what is wrong.
 
     The warm-up runs every loaded head once on a small grey image, so that a server's first
     request is not the slow one; a command that runs the model once anyway can skip it.
     """
     engine = Engine.from_dirs(settings.caption_model, settings.vqa_model, settings.torch_threads)
+    if settings.quantize == "int8" and engine.captioner is not None:
+        # The captioner only: VQA runs its layers once per question, not once per word.
+        quantize_int8(engine.captioner.model)
     engine.domain_policy = settings.out_of_domain
     engine.labels_top_k = settings.labels_top_k
     if warm_up:

@@ -32,6 +32,11 @@ class Settings(BaseSettings):
         PRETRAINED_DIR / "vqa", description="VQA model directory ('' to disable)"
     )
     torch_threads: int | None = Field(None, ge=1, description="torch intra-op threads")
+    quantize: Literal["none", "int8"] = Field(
+        "none",
+        description="the captioner's linear and recurrent layers in int8 (faster decoding, "
+        "quality measured in benchmarks/results/quality.json), or none: fp32 as trained",
+    )
 
     # HTTP server
     host: str = Field("127.0.0.1", description="address `glimpse serve` binds")
@@ -67,7 +72,11 @@ class Settings(BaseSettings):
     # Batching and load shedding
     max_batch_size: int = Field(8, ge=1, le=256, description="most images in one forward pass")
     max_wait_ms: float = Field(
-        5.0, ge=0, le=1000, description="how long a batch waits for more requests"
+        5.0,
+        ge=0,
+        le=1000,
+        description="after a pass shared by k requests, how long the next waits for k more "
+        "(a request after a pass of one starts at once)",
     )
     max_queue_size: int = Field(
         32, ge=1, description="requests waiting for the model; beyond it: 503 busy"

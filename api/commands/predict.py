@@ -145,6 +145,9 @@ def _caption_json(result: "CaptionResult") -> dict:
         {"word": word, "attention": as_lists(attention), "p": float(f"{p:.4g}")}
         for word, attention, p in zip(result.words, result.attention, result.probs, strict=True)
     ]
+    if result.cells is not None:  # hard attention: each word's cell, as the API gives it
+        for token, cell in zip(tokens, result.cells.tolist(), strict=True):
+            token["cell"] = cell
     return {"caption": result.caption, "score": round(result.score, 4), "tokens": tokens}
 
 

@@ -21,6 +21,10 @@ def serve(
     vqa_model: Annotated[
         Path | None, typer.Option(help="VQA model directory (default: the bundled model)")
     ] = None,
+    quantize: Annotated[
+        str | None,
+        typer.Option(help="none or int8: the captioner's weights (default: GLIMPSE_QUANTIZE)"),
+    ] = None,
 ) -> None:
     """Serve the API and the web page; every other knob is a GLIMPSE_* variable (README)."""
     import logging
@@ -38,6 +42,7 @@ def serve(
         "port": port,
         "caption_model": caption_model,
         "vqa_model": vqa_model,
+        "quantize": quantize,
     }
     try:
         settings = Settings(**{k: v for k, v in overrides.items() if v is not None})

@@ -64,9 +64,11 @@ async def caption_overlay(
 
 
 def _tokens(result: CaptionResult, attention: bool) -> list[Token]:
-    """Each word with its map (None without `attention`) and its probability."""
+    """Each word with its map (None without `attention`), its probability and, under hard
+    attention, its cell."""
     maps = as_lists(result.attention) if attention else [None] * len(result.words)
+    cells = result.cells.tolist() if result.cells is not None else [None] * len(result.words)
     return [
-        Token(word=w, attention=m, p=float(f"{p:.4g}"))
-        for w, m, p in zip(result.words, maps, result.probs, strict=True)
+        Token(word=w, attention=m, p=float(f"{p:.4g}"), cell=c)
+        for w, m, p, c in zip(result.words, maps, result.probs, cells, strict=True)
     ]

@@ -27,6 +27,12 @@ class Token(BaseModel):
         description="the model's probability of this word where it was written (its softmax, "
         "without temperature), 4 significant digits"
     )
+    cell: tuple[int, int] | None = Field(
+        default=None,
+        exclude_if=lambda cell: cell is None,
+        description="hard-attention models only: the one grid cell the word was written from, "
+        "[row, col], the peak of its map; absent for soft attention, which reads every cell",
+    )
 
 
 class Alternative(BaseModel):

@@ -33,6 +33,16 @@ class ModelCard(BaseModel):
         description="whether its encoder has an ImageNet head: labels for out-of-domain "
         "images and POST /v1/labels"
     )
+    quantization: Literal["none", "int8"] = Field(
+        description="how its weights are served: none (as trained) or int8 (GLIMPSE_QUANTIZE)"
+    )
+    attention: str | None = Field(
+        default=None,
+        exclude_if=lambda attention: attention is None,
+        description="hard-attention captioners only: how they choose where to look; absent "
+        "for soft attention",
+        examples=["hard attention: deterministic at inference, the most likely location per word"],
+    )
 
 
 class ModelsResponse(BaseModel):
@@ -58,6 +68,7 @@ class ModelsResponse(BaseModel):
                             },
                             "domain_check": True,
                             "labels": True,
+                            "quantization": "none",
                         }
                     ]
                 }

@@ -1,7 +1,7 @@
 // Glimpse web page: upload an image, read its caption, see where the model looked.
 // Overlays are drawn in the browser from the JSON attention maps (heatmap.js), with no round
 // trip, so hovering is instant.
-import { renderOverlay, washedOut } from "./heatmap.js";
+import { outlineCell, renderOverlay, washedOut } from "./heatmap.js";
 
 const SIDE = 512; // longest side of the canvas in pixels: small images are enlarged
 
@@ -15,6 +15,7 @@ const state = {
   base: null, // ImageData of the washed-out image
   overlays: new Map(), // key -> ImageData, drawn once
   maps: new Map(), // key -> attention map (h x w nested arrays)
+  cells: new Map(), // key -> [row, col], the one cell a hard-attention model read
   pinned: null, // key of the clicked word or glimpse
 };
 
@@ -76,6 +77,10 @@ function show(key) {
     state.overlays.set(key, renderOverlay(state.base, state.maps.get(key)));
   }
   ctx.putImageData(state.overlays.get(key), 0, 0);
+  if (state.cells.has(key)) {
+    const map = state.maps.get(key);
+    outlineCell(ctx, state.cells.get(key), map.length, map[0].length);
+  }
 }
 
 // ---- words and glimpses ----------------------------------------------------------------
@@ -108,6 +113,7 @@ function forget(prefix) {
     if (key.startsWith(prefix)) {
       state.maps.delete(key);
       state.overlays.delete(key);
+      state.cells.delete(key);
     }
   }
   if (state.pinned && state.pinned.startsWith(prefix)) state.pinned = null;
@@ -178,8 +184,15 @@ function renderCaption(result) {
   result.tokens.forEach((token, i) => {
     const key = `word:${i}`;
     if (token.attention) state.maps.set(key, token.attention);
-    box.append(chip("word", token.word, key));
+    const word = chip("word", token.word, key);
+    if (token.cell) {
+      state.cells.set(key, token.cell);
+      word.dataset.cell = token.cell.join(",");
+      word.title = `read from the one cell at row ${token.cell[0]}, column ${token.cell[1]}`;
+    }
+    box.append(word);
   });
+  $("cell-legend").hidden = !result.tokens.some((token) => token.cell);
   $("caption-meta").textContent =
     `${result.model} · grid ${result.grid[0]}×${result.grid[1]} · ${result.timing_ms.total} ms`;
 }
@@ -256,6 +269,7 @@ async function choose(file) {
     state.pinned = null;
     state.maps.clear();
     state.overlays.clear();
+    state.cells.clear();
     $("answer").replaceChildren();
     $("domain-notice").hidden = true;
     showImage(img);

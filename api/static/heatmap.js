@@ -1,9 +1,12 @@
 // Attention maps drawn over an image, like the paper's figures and the server's overlays
 // (drawing/overlays.py): each map is scaled by its own peak, upsampled by the canvas with
-// smoothing, colour-mapped and blended over a washed-out copy of the image.
+// smoothing, colour-mapped and blended over a washed-out copy of the image. A hard-attention
+// model reads one cell per word: that cell is outlined on top.
 
 const OVERLAY_WEIGHT = 0.6; // share of the colour map in the blend
 const WASH = 0.5; // saturation kept from the photo, so it does not compete with the map
+const CELL_COLOUR = "#00e5ff"; // cyan: no colour of the inferno map, so it never reads as attention
+const CELL_LINE = 2; // pixels, drawn inside the cell
 
 // Five stops of matplotlib's "inferno", as in drawing/overlays.py: lightness rises with value.
 const INFERNO = [
@@ -82,4 +85,20 @@ export function renderOverlay(base, map) {
     }
   }
   return out;
+}
+
+// Outline the grid cell [row, col] of a rows x cols grid over the whole canvas, on whole
+// pixels so that the line keeps its colour exactly.
+export function outlineCell(ctx, [row, col], rows, cols) {
+  const { width, height } = ctx.canvas;
+  const x0 = Math.round((col * width) / cols);
+  const x1 = Math.round(((col + 1) * width) / cols);
+  const y0 = Math.round((row * height) / rows);
+  const y1 = Math.round(((row + 1) * height) / rows);
+  const half = CELL_LINE / 2;
+  ctx.save();
+  ctx.strokeStyle = CELL_COLOUR;
+  ctx.lineWidth = CELL_LINE;
+  ctx.strokeRect(x0 + half, y0 + half, x1 - x0 - CELL_LINE, y1 - y0 - CELL_LINE);
+  ctx.restore();
 }

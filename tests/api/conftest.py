@@ -1,12 +1,14 @@
 """Real uvicorn servers on free ports of 127.0.0.1, each app built by `create_app(settings)`."""
 
+import asyncio
 import io
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 import numpy as np
@@ -20,6 +22,9 @@ from api.app import create_app
 from service.settings import Settings
 
 READY_TIMEOUT_S = 60.0
+# The tiny untrained models never stop early: a caption this long keeps the worker busy a while.
+LONG_CAPTION = {"beam_size": "10", "max_length": "200"}
+T = TypeVar("T")
 
 
 @dataclass
@@ -93,14 +98,34 @@ def settings_for(tiny_model_dirs: tuple[Path, Path]) -> Callable[..., Settings]:
 
 @pytest.fixture(scope="session")
 def server(settings_for, serve_app) -> RunningServer:
-    """The app most tests share: tiny models, and a wait long enough to see batching."""
-    return serve_app(create_app(settings_for(max_wait_ms=20)))
+    """The app most tests share: tiny models, and captions long enough to keep the worker busy
+    (`while_worker_busy`)."""
+    return serve_app(create_app(settings_for(max_caption_length=200)))
 
 
 @pytest.fixture(scope="session")
 def bundled_server(serve_app) -> RunningServer:
     """The bundled models with default settings, as `make serve` runs them; started once."""
     return serve_app(create_app(Settings()))
+
+
+@pytest.fixture(scope="session")
+def hard_model_dir(tiny_model_dirs, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny captioner as a hard-attention model (the same weights), a model directory."""
+    from models.captioner import Captioner
+    from models.checkpoint import load_pretrained, save_pretrained
+
+    soft = load_pretrained(tiny_model_dirs[0])
+    assert isinstance(soft.model, Captioner)
+    hard = Captioner(replace(soft.model.config, attention="hard"))
+    hard.load_state_dict(soft.model.state_dict())
+    return save_pretrained(tmp_path_factory.mktemp("hard") / "captioner", replace(soft, model=hard))
+
+
+@pytest.fixture(scope="session")
+def hard_server(settings_for, serve_app, hard_model_dir: Path) -> RunningServer:
+    """The tiny models with the hard-attention captioner."""
+    return serve_app(create_app(settings_for(caption_model=hard_model_dir)))
 
 
 @pytest.fixture
@@ -121,6 +146,35 @@ def make_png(height: int = 48, width: int = 64, seed: int = 0) -> bytes:
 @pytest.fixture(scope="session")
 def png() -> Callable[..., bytes]:
     return make_png
+
+
+async def while_worker_busy(
+    url: str, send: Callable[[httpx.AsyncClient], Awaitable[T]], image: bytes | None = None
+) -> T:
+    """`send(client)` once the model worker has started a long caption, so that the requests it
+    sends wait for the worker together and share a pass: a request that finds the worker idle
+    starts at once, alone. The server must allow `LONG_CAPTION`'s max_length."""
+    files = {"image": ("long.png", image or make_png(seed=99), "image/png")}
+    async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+
+        async def passes_started() -> float:
+            text = (await client.get("/metrics")).text
+            return Metrics(text).value("glimpse_queue_duration_seconds_count")
+
+        before = await passes_started()
+        long = asyncio.ensure_future(client.post("/v1/captions", files=files, data=LONG_CAPTION))
+        while await passes_started() == before:
+            await asyncio.sleep(0.005)
+        try:
+            return await send(client)
+        finally:
+            assert (await long).status_code == 200
+
+
+@pytest.fixture(scope="session")
+def while_busy() -> Callable[..., Awaitable]:
+    """`while_worker_busy`, for the tests that need requests to share a pass."""
+    return while_worker_busy
 
 
 class Metrics:

@@ -104,21 +104,20 @@ def test_models_health_readiness(client) -> None:
     assert ready.json()["models"] == [m["id"] for m in models]
 
 
-def test_concurrent_requests_share_forward_passes(server, read_metrics, png) -> None:
+def test_concurrent_requests_share_forward_passes(server, read_metrics, png, while_busy) -> None:
     data = png(seed=2)
 
-    async def burst() -> list[httpx.Response]:
-        async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
-            captions = [client.post("/v1/captions", files=upload(data)) for _ in range(10)]
-            questions = [
-                client.post("/v1/vqa", files=upload(data), data={"question": "what color?"})
-                for _ in range(6)
-            ]
-            return await asyncio.gather(*captions, *questions)
+    async def burst(client: httpx.AsyncClient) -> list[httpx.Response]:
+        captions = [client.post("/v1/captions", files=upload(data)) for _ in range(10)]
+        questions = [
+            client.post("/v1/vqa", files=upload(data), data={"question": "what color?"})
+            for _ in range(6)
+        ]
+        return await asyncio.gather(*captions, *questions)
 
     with server.client() as client:
         before = read_metrics(client)
-        responses = asyncio.run(burst())
+        responses = asyncio.run(while_busy(server.url, burst))
         after = read_metrics(client)
     assert [r.status_code for r in responses] == [200] * 16
     assert len({r.json()["caption"] for r in responses[:10]}) == 1  # batched == alone

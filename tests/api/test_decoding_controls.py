@@ -81,10 +81,9 @@ def test_sampling_that_keeps_one_word_is_greedy(client, png, form) -> None:
 
 
 def test_a_seed_gives_the_same_captions_even_in_a_batch(
-    settings_for, serve_app, read_metrics, png
+    server, read_metrics, png, while_busy
 ) -> None:
     """Requests of other seeds batched with a seeded one leave its captions unchanged."""
-    server = serve_app(create_app(settings_for(max_wait_ms=300)))
     data = png(seed=6)
     form = {"sample": "true", "seed": "42", "num_captions": "3", "max_length": "8"}
     with server.client() as client:
@@ -92,14 +91,12 @@ def test_a_seed_gives_the_same_captions_even_in_a_batch(
         again = [c["caption"] for c in ranked(caption(client, data, **form))]
     assert again == alone
 
-    async def burst() -> list[httpx.Response]:
-        async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
-            seeds = ["1", "42", "7", "42", "99"]
-            sent = [
-                client.post("/v1/captions", files=upload(data), data=form | {"seed": s})
-                for s in seeds
-            ]
-            return await asyncio.gather(*sent)
+    async def burst(client: httpx.AsyncClient) -> list[httpx.Response]:
+        seeds = ["1", "42", "7", "42", "99"]
+        sent = [
+            client.post("/v1/captions", files=upload(data), data=form | {"seed": s}) for s in seeds
+        ]
+        return await asyncio.gather(*sent)
 
     def shared_passes() -> float:
         """Caption passes so far that decoded more than one request."""
@@ -109,7 +106,7 @@ def test_a_seed_gives_the_same_captions_even_in_a_batch(
         return count - metrics.value("glimpse_batch_size_bucket", task="caption", le="1.0")
 
     before = shared_passes()
-    responses = asyncio.run(burst())
+    responses = asyncio.run(while_busy(server.url, burst))
     assert shared_passes() > before  # some of them were sampled together
     assert [r.status_code for r in responses] == [200] * 5
     texts = [[c["caption"] for c in ranked(r.json())] for r in responses]

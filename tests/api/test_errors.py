@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 from api.app import create_app
+from raw_answers import read_answer
 from service.loading import load_engine
 
 API_KEY = "s3cret-key"
@@ -72,7 +73,7 @@ def strict(settings_for, serve_app):
 def busy(settings_for, serve_app):
     """One image per pass and room for two waiting requests: easy to fill."""
     settings = settings_for(
-        max_batch_size=1, max_queue_size=2, max_wait_ms=0, retry_after_s=7, max_caption_length=200
+        max_batch_size=1, max_queue_size=2, retry_after_s=7, max_caption_length=200
     )
     return serve_app(create_app(settings))
 
@@ -170,6 +171,50 @@ def test_a_full_queue_answers_busy_at_once(busy, png) -> None:
         assert response.headers["retry-after"] == "7"
     # Refused at once, not after waiting behind the others.
     assert max(r.elapsed for r in refused) < max(r.elapsed for r in served)
+
+
+def test_a_full_queue_refuses_before_parsing_the_body(busy, png) -> None:
+    """While the queue is full, a model request is refused from its headers: its body is
+    received and dropped, never parsed (a body that is no form at all gets 503, not 400), and
+    the connection stays usable."""
+    data = png()
+    stop = threading.Event()
+
+    def keep_the_queue_full() -> None:
+        with busy.client() as client:
+            while not stop.is_set():
+                client.post("/v1/captions", files=upload(data), data=SLOW)
+
+    with ThreadPoolExecutor(4) as pool:
+        for _ in range(4):
+            pool.submit(keep_the_queue_full)
+        try:
+            answers = answers_to_a_body_that_is_no_form(busy.url)
+        finally:
+            stop.set()
+    assert answers[-1].startswith(b"HTTP/1.1 503 "), answers[-1][:200]
+    assert b'"code":"busy"' in answers[-1] and b"retry-after: 7" in answers[-1].lower()
+    assert b"connection: close" not in answers[-1].lower()
+    # Admitted, the same bytes are parsed and refused as a bad request.
+    assert all(a.startswith(b"HTTP/1.1 400 ") for a in answers[:-1]), answers[:-1]
+
+
+def answers_to_a_body_that_is_no_form(url: str, tries: int = 50) -> list[bytes]:
+    """Post a multipart caption request whose body is not multipart until the answer is not a
+    400 (a 400 means it was admitted and parsed); every answer, on one connection."""
+    head = (
+        b"POST /v1/captions HTTP/1.1\r\nHost: x\r\n"
+        b"Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 4096\r\n\r\n"
+    )
+    parts = urlsplit(url)
+    answers = []
+    with socket.create_connection((parts.hostname, parts.port), timeout=30) as sock:
+        for _ in range(tries):
+            sock.sendall(head + b"x" * 4096)
+            answers.append(read_answer(sock))
+            if not answers[-1].startswith(b"HTTP/1.1 400 "):
+                break
+    return answers
 
 
 def _send_raw(url: str, data: bytes) -> socket.socket:

@@ -16,6 +16,7 @@ from api.app import create_app
 from benchmarks.common import proc_kib
 from benchmarks.local_server import local_server
 from benchmarks.memory import TRICKLE_HEAD, rss_mb
+from raw_answers import read_answer
 
 
 @cache
@@ -90,6 +91,24 @@ def test_an_answer_sent_before_the_body_ends_closes_the_connection(client, serve
     assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]
     assert b"connection: close" in answer.lower() and seconds < 2
     assert "connection" not in {k.lower() for k in client.get("/healthz").headers}  # kept alive
+
+
+def test_an_early_answer_receives_a_small_body_and_keeps_the_connection(server) -> None:
+    """Answered before its body arrived (422: not a form), a request whose body is within the
+    limit has the rest received and dropped, and the connection serves the next request:
+    closed with those bytes unread, it would be reset, and the client could lose the answer."""
+    parts = urlsplit(server.url)
+    head = b"POST /v1/captions HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+    with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
+        sock.sendall(head + b"Content-Length: 1000\r\n\r\n")
+        time.sleep(0.3)  # the answer is ready long before the body comes
+        sock.sendall(b"x" * 1000)
+        first = read_answer(sock)
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        second = read_answer(sock)
+    assert first.startswith(b"HTTP/1.1 422 "), first[:200]
+    assert b"connection: close" not in first.lower()
+    assert second.startswith(b"HTTP/1.1 200 "), second[:200]
 
 
 def test_a_slow_but_timely_body_is_served(settings_for, serve_app, png) -> None:

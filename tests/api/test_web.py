@@ -2,6 +2,7 @@
 
 import base64
 import io
+import math
 import os
 import shutil
 from pathlib import Path
@@ -27,6 +28,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+OUTLINE = (0, 229, 255)  # the page's colour for a hard-attention model's cell (heatmap.js)
 # The README picture: GLIMPSE_SCREENSHOT=benchmarks/results/web.png serves the bundled models
 SCREENSHOT = os.environ.get("GLIMPSE_SCREENSHOT")
 
@@ -187,5 +189,40 @@ def test_a_photo_shows_what_the_encoder_recognises_each_label_with_its_map(
     assert np.array_equal(canvas_pixels(page), first)
     if LABELS_SCREENSHOT:
         page.screenshot(path=LABELS_SCREENSHOT, full_page=True)
+    assert errors == []
+    page.close()
+
+
+def test_hovering_a_word_of_a_hard_model_outlines_the_one_cell_it_read(
+    browser, hard_server, tmp_path
+) -> None:
+    picture = tmp_path / "shapes.png"
+    shapes_picture(picture)
+    with hard_server.client() as client:
+        [rows, cols] = client.get("/v1/models").json()["models"][0]["grid"]
+    page, errors = open_page(browser, hard_server.url)
+
+    page.set_input_files("#file", str(picture))
+    words = page.locator("#caption .word")
+    words.first.wait_for()
+    assert page.locator("#cell-legend").is_visible()
+    plain = canvas_pixels(page)
+    for i in range(min(3, words.count())):
+        words.nth(i).hover()
+        shown = canvas_pixels(page)
+        row, col = (int(v) for v in words.nth(i).get_attribute("data-cell").split(","))
+        height, width = shown.shape[:2]
+        x0, x1 = (math.floor(c * width / cols + 0.5) for c in (col, col + 1))
+        y0, y1 = (math.floor(r * height / rows + 0.5) for r in (row, row + 1))
+        outline = np.all(shown == OUTLINE, axis=-1)  # (H, W)
+        ys, xs = np.nonzero(outline)
+        assert x0 <= xs.min() and xs.max() < x1 and y0 <= ys.min() and ys.max() < y1  # that cell
+        middle_x, middle_y = (x0 + x1) // 2, (y0 + y1) // 2
+        assert outline[y0, middle_x] and outline[y1 - 1, middle_x]  # all four sides
+        assert outline[middle_y, x0] and outline[middle_y, x1 - 1]
+        assert not outline[middle_y, middle_x]  # an outline: the map shows through
+        assert np.abs(shown.astype(int) - plain.astype(int)).mean() > 10  # over the overlay
+    page.mouse.move(5, 5)
+    assert np.array_equal(canvas_pixels(page), plain)
     assert errors == []
     page.close()

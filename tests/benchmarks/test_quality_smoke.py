@@ -30,5 +30,7 @@ def test_quality_report_and_sheet(tiny_model_dirs, tmp_path: Path) -> None:
     written = json.loads((tmp_path / "quality.json").read_text())
     assert written == json.loads(json.dumps(result))
     assert written["captions"]["correctness"]["total"] == 6
+    assert written["captions_int8"]["correctness"]["total"] == 6
+    assert set(written["int8_vs_fp32"]) >= {"correctness_points", "grounding_points"}
     assert set(written["vqa"]) == {"attention", "concat"}
     assert (tmp_path / "attention_sheet.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

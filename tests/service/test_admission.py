@@ -122,3 +122,22 @@ def test_memory_is_returned_once_a_burst_of_large_decodes_is_over() -> None:
         await until(drained.is_set)
 
     asyncio.run(scenario())
+
+
+def test_memory_is_not_returned_under_steady_load() -> None:
+    """Small decodes one after another leave the budget empty between them: that is no burst
+    that ended, and a trim would only slow the next model pass."""
+
+    async def scenario() -> None:
+        drained = threading.Event()
+        budget = DecodeBudget(1024 * MB, 1.0, 1, on_drained=drained.set, trim_delay_s=0.2)
+        gate = Gate()
+        gate.opened.set()
+        await budget.run(TRIM_AFTER_BYTES, gate.work)  # enough decoded to be worth a trim
+        for _ in range(12):  # 0.6 s of steady load, the budget empty between decodes
+            await asyncio.sleep(0.05)
+            await budget.run(MB, gate.work)
+        assert not drained.is_set()
+        await until(drained.is_set)  # once the decodes stop
+
+    asyncio.run(scenario())

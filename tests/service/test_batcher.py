@@ -71,14 +71,52 @@ def test_waiting_requests_form_batches_up_to_the_limit() -> None:
     assert process.batches == [[100], [0, 1, 2, 3], [4, 5]]
 
 
-def test_a_batch_waits_briefly_for_more() -> None:
+def test_a_lone_client_never_waits_for_company() -> None:
+    """With a wait of a minute: a batcher that waited for company would not answer in time."""
     process = Doubler()
 
     async def test(batcher: MicroBatcher) -> None:
-        done = await asyncio.gather(*(batcher.submit(n) for n in range(3)))
-        assert [d.batch_size for d in done] == [3, 3, 3]
+        for n in (5, 6):
+            done = await asyncio.wait_for(batcher.submit(n), timeout=10)
+            assert (done.result, done.batch_size) == (2 * n, 1)
 
-    run(test, process, max_batch_size=3, max_wait_s=5.0)  # full before the wait is over
+    run(test, process, max_batch_size=8, max_wait_s=60.0)
+    assert process.batches == [[5], [6]]
+
+
+def test_requests_that_arrive_during_a_pass_form_the_next_batch_at_once() -> None:
+    process = Doubler()
+
+    async def test(batcher: MicroBatcher) -> None:
+        first = await hold_worker(batcher, process)
+        company = [asyncio.ensure_future(batcher.submit(n)) for n in (1, 2, 3)]
+        await until(lambda: batcher.depth == 3)
+        process.release.set()
+        done = await asyncio.wait_for(asyncio.gather(first, *company), timeout=10)
+        assert [d.batch_size for d in done] == [1, 3, 3, 3]
+
+    run(test, process, max_batch_size=8, max_wait_s=60.0)  # more than the pass before it had
+    assert process.batches == [[100], [1, 2, 3]]
+
+
+def test_after_a_shared_pass_the_next_waits_for_as_many() -> None:
+    """Clients answered together come back together: a batch after one of two waits for two."""
+    process = Doubler()
+
+    async def test(batcher: MicroBatcher) -> None:
+        first = await hold_worker(batcher, process)
+        pair = [asyncio.ensure_future(batcher.submit(n)) for n in (1, 2)]
+        await until(lambda: batcher.depth == 2)
+        process.release.set()
+        await asyncio.gather(first, *pair)
+        back = asyncio.ensure_future(batcher.submit(3))
+        await asyncio.sleep(0.2)
+        assert not back.done()  # waiting (up to a minute) for the second of the pair
+        done = await asyncio.wait_for(asyncio.gather(back, batcher.submit(4)), timeout=10)
+        assert [d.batch_size for d in done] == [2, 2]
+
+    run(test, process, max_batch_size=8, max_wait_s=60.0)
+    assert process.batches == [[100], [1, 2], [3, 4]]
 
 
 def test_a_full_queue_refuses_at_once() -> None:
@@ -87,12 +125,17 @@ def test_a_full_queue_refuses_at_once() -> None:
 
     async def test(batcher: MicroBatcher) -> None:
         first = await hold_worker(batcher, process)
-        waiting = [asyncio.ensure_future(batcher.submit(n)) for n in (1, 2)]
+        waiting = [asyncio.ensure_future(batcher.submit(1))]
+        await until(lambda: batcher.depth == 1)
+        batcher.check_room()  # room for one more: no refusal
+        waiting.append(asyncio.ensure_future(batcher.submit(2)))
         await until(lambda: batcher.depth == 2)
         assert metrics.registry.get_sample_value("glimpse_queue_size") == 2
         with pytest.raises(Busy) as refused:
             await batcher.submit(3)
         assert refused.value.retry_after == 5
+        with pytest.raises(Busy):
+            batcher.check_room()  # what lets the API refuse before reading a body
         process.release.set()
         assert [d.result for d in await asyncio.gather(first, *waiting)] == [200, 2, 4]
 
@@ -146,6 +189,8 @@ def test_closing_fails_waiting_requests_and_refuses_new_ones() -> None:
             await waiting
         with pytest.raises(NotReady):
             await batcher.submit(2)
+        with pytest.raises(NotReady):
+            batcher.check_room()
 
     asyncio.run(test())
 

@@ -80,7 +80,9 @@ def create_app(settings: Settings | None = None, loader: EngineLoader = load_eng
         max_image_bytes=settings.max_image_bytes,
     )
     app.add_middleware(
-        BodyDeadline, seconds=settings.body_timeout_s, max_body_bytes=settings.max_body_bytes
+        BodyDeadline,
+        seconds=settings.body_timeout_s,
+        drain_bytes=max(settings.max_body_bytes, settings.max_drain_bytes),
     )
     app.add_middleware(RequestMetrics, metrics=state.metrics)  # outside BodyLimit: times its 413s
     if settings.cors_origins:

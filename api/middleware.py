@@ -138,18 +138,18 @@ class BodyDeadline(HttpMiddleware):
     Without it a client that trickles its upload a few bytes a second holds a socket and a
     request slot for as long as it likes. Only reading the body is timed: once it is complete,
     waiting for a disconnect (`unless_disconnected`) is not. An answer ready before the body
-    has all arrived (an error, a refusal) first receives and drops the rest of a body declared
-    within `max_body_bytes`, under the same deadline: closing a socket with unread bytes makes
-    the kernel reset the connection, and the client may never read the answer (it happened
-    once the API answered fast enough). A body that does not end in time, is declared too
-    large or is chunked closes the connection instead, or uvicorn would go on reading it,
-    however slowly it came, with no deadline.
+    has all arrived (an error, a refusal, a 413 for a body over the limit) first receives and
+    drops the rest of the body, up to `drain_bytes` in all, under the same deadline: closing a
+    socket with unread bytes makes the kernel reset the connection, and the client may never
+    read the answer (a test saw it once the API answered fast enough). A body that does not
+    end in time or runs past `drain_bytes` closes the connection instead, or uvicorn would go on
+    reading it, however slowly it came, with no deadline.
     """
 
-    def __init__(self, app: ASGIApp, seconds: float, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, seconds: float, drain_bytes: int) -> None:
         super().__init__(app)
         self.seconds = seconds
-        self.max_body_bytes = max_body_bytes
+        self.drain_bytes = drain_bytes
 
     async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         deadline = time.monotonic() + self.seconds
@@ -157,24 +157,27 @@ class BodyDeadline(HttpMiddleware):
         declared = headers.get("content-length", "0")
         chunked = "chunked" in headers.get("transfer-encoding", "")
         body_done = not chunked and declared in ("", "0")
-        droppable = not chunked and declared.isdigit() and int(declared) <= self.max_body_bytes
+        too_large = declared.isdigit() and int(declared) > self.drain_bytes
+        received = 0
         started = False
 
         async def timed_receive() -> Message:
-            nonlocal body_done
+            nonlocal body_done, received
             if body_done:
                 return await receive()
             try:
                 message = await asyncio.wait_for(receive(), deadline - time.monotonic())
             except TimeoutError:
                 raise RequestTimeout(self.seconds) from None
+            received += len(message.get("body", b""))
             body_done = message["type"] != "http.request" or not message.get("more_body")
             return message
 
         async def body_dropped() -> bool:
-            """Whether the rest of the body arrived in time (and was dropped)."""
+            """Whether the rest of the body arrived in time and within `drain_bytes` (and was
+            dropped)."""
             try:
-                while droppable and not body_done:
+                while not too_large and not body_done and received <= self.drain_bytes:
                     await timed_receive()
             except RequestTimeout:
                 return False

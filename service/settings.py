@@ -65,6 +65,12 @@ class Settings(BaseSettings):
     body_timeout_s: float = Field(
         30, gt=0, description="seconds a request body may take to arrive; beyond: 408"
     )
+    max_drain_bytes: int = Field(
+        64 * 1024 * 1024,
+        ge=0,
+        description="a refused body up to this size is still read (and dropped) within the "
+        "body timeout, so that the client reads its error instead of a reset connection",
+    )
     max_connections: int = Field(
         512, ge=1, description="open connections; beyond, uvicorn answers 503 at once"
     )

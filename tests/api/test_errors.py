@@ -124,7 +124,7 @@ def test_bad_fields_are_422_naming_the_field(strict, png, path, form, with_image
     assert words in error["message"].lower()
 
 
-def test_bodies_over_the_limit_are_refused_before_being_read(strict) -> None:
+def test_bodies_over_the_limit_are_refused_before_being_buffered(strict) -> None:
     too_big = b"\x89PNG" + bytes(200_000)
     declared = strict.post("/v1/captions", files=upload(too_big))
     assert assert_error(declared, 413, "image_too_large")["max_bytes"] == 20_000

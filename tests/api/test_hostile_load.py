@@ -84,9 +84,9 @@ def test_a_body_that_trickles_in_is_answered_408_and_its_connection_closed(
     assert post_image(server.url, flat_png(64)).status_code == 200
 
 
-def test_an_answer_sent_before_the_body_ends_closes_the_connection(client, server) -> None:
+def test_an_answer_before_a_body_past_the_drain_limit_closes_the_connection(client, server) -> None:
     """Or uvicorn would keep reading the rest of the body, however slowly, with no deadline."""
-    head = TRICKLE_HEAD.replace(b"Content-Length: 5000000", b"Content-Length: 50000000")
+    head = TRICKLE_HEAD.replace(b"Content-Length: 5000000", b"Content-Length: 500000000")
     answer, seconds = trickle(server.url, seconds=10, head=head)
     assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]
     assert b"connection: close" in answer.lower() and seconds < 2
@@ -107,6 +107,24 @@ def test_an_early_answer_receives_a_small_body_and_keeps_the_connection(server) 
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         second = read_answer(sock)
     assert first.startswith(b"HTTP/1.1 422 "), first[:200]
+    assert b"connection: close" not in first.lower()
+    assert second.startswith(b"HTTP/1.1 200 "), second[:200]
+
+
+def test_a_body_over_the_limit_is_answered_413_and_the_connection_kept(
+    settings_for, serve_app
+) -> None:
+    """Refused unread (413), a body within the drain limit is still received and dropped, so
+    the client reads its answer and the connection serves the next request."""
+    server = serve_app(create_app(settings_for(max_image_bytes=10_000)))
+    parts = urlsplit(server.url)
+    head = b"POST /v1/captions HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+    with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
+        sock.sendall(head + b"Content-Length: 2000000\r\n\r\n" + bytes(2_000_000))
+        first = read_answer(sock)
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        second = read_answer(sock)
+    assert first.startswith(b"HTTP/1.1 413 "), first[:200]
     assert b"connection: close" not in first.lower()
     assert second.startswith(b"HTTP/1.1 200 "), second[:200]
 

@@ -93,22 +93,34 @@ def test_an_answer_before_a_body_past_the_drain_limit_closes_the_connection(clie
     assert "connection" not in {k.lower() for k in client.get("/healthz").headers}  # kept alive
 
 
+UPLOAD_HEAD = b"POST /v1/captions HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+
+
+def answer_then_health(url: str, length: int, pause_s: float = 0.0) -> tuple[bytes, bytes]:
+    """On one connection: an upload head declaring `length` bytes, the body `pause_s` later,
+    then GET /healthz; the two answers."""
+    parts = urlsplit(url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
+        sock.sendall(UPLOAD_HEAD + b"Content-Length: %d\r\n\r\n" % length)
+        time.sleep(pause_s)
+        sock.sendall(bytes(length))
+        first = read_answer(sock)
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        return first, read_answer(sock)
+
+
+def assert_kept_after(first: bytes, second: bytes, status: int) -> None:
+    assert first.startswith(b"HTTP/1.1 %d " % status), first[:200]
+    assert b"connection: close" not in first.lower()
+    assert second.startswith(b"HTTP/1.1 200 "), second[:200]
+
+
 def test_an_early_answer_receives_a_small_body_and_keeps_the_connection(server) -> None:
     """Answered before its body arrived (422: not a form), a request whose body is within the
     limit has the rest received and dropped, and the connection serves the next request:
     closed with those bytes unread, it would be reset, and the client could lose the answer."""
-    parts = urlsplit(server.url)
-    head = b"POST /v1/captions HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
-    with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
-        sock.sendall(head + b"Content-Length: 1000\r\n\r\n")
-        time.sleep(0.3)  # the answer is ready long before the body comes
-        sock.sendall(b"x" * 1000)
-        first = read_answer(sock)
-        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-        second = read_answer(sock)
-    assert first.startswith(b"HTTP/1.1 422 "), first[:200]
-    assert b"connection: close" not in first.lower()
-    assert second.startswith(b"HTTP/1.1 200 "), second[:200]
+    # The answer is ready long before the body comes.
+    assert_kept_after(*answer_then_health(server.url, 1000, pause_s=0.3), status=422)
 
 
 def test_a_body_over_the_limit_is_answered_413_and_the_connection_kept(
@@ -117,16 +129,7 @@ def test_a_body_over_the_limit_is_answered_413_and_the_connection_kept(
     """Refused unread (413), a body within the drain limit is still received and dropped, so
     the client reads its answer and the connection serves the next request."""
     server = serve_app(create_app(settings_for(max_image_bytes=10_000)))
-    parts = urlsplit(server.url)
-    head = b"POST /v1/captions HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
-    with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
-        sock.sendall(head + b"Content-Length: 2000000\r\n\r\n" + bytes(2_000_000))
-        first = read_answer(sock)
-        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-        second = read_answer(sock)
-    assert first.startswith(b"HTTP/1.1 413 "), first[:200]
-    assert b"connection: close" not in first.lower()
-    assert second.startswith(b"HTTP/1.1 200 "), second[:200]
+    assert_kept_after(*answer_then_health(server.url, 2_000_000), status=413)
 
 
 def test_a_slow_but_timely_body_is_served(settings_for, serve_app, png) -> None:

@@ -5,7 +5,12 @@
   concatenated and classified by an MLP (no attention map);
 - `attention`: Show, Ask, Attend and Answer (Kazemi and Elqursh, 2017); the question vector is
   tiled over the grid, two 1x1 convolutions give G attention maps (glimpses), and the G
-  attended image vectors plus the question vector are classified.
+  attended image vectors plus the question vector are classified. With `glimpse_centres`,
+  where each glimpse looked is explicit: the cells' coordinates enter the attention, each
+  glimpse after the first attends relative to the centre of the one before (a second hop, as
+  in stacked attention: "the shape left of the blue square" finds the square, then looks
+  left of it), and the classifier reads every glimpse's centre beside its vector (a weighted
+  mean of annotations washes their position embeddings out, and relations compare positions).
 
 Answers are classes (the N most frequent training answers), trained against soft VQA scores.
 Unlike SAAA the image cells are not L2-normalised: at d = 256 that left each image dimension
@@ -44,6 +49,7 @@ class VQAConfig:
     question_cell: str = "lstm"  # or "gru"
     question_layers: int = 1
     question_bidirectional: bool = False  # the question vector is then 2 * question_dim wide
+    glimpse_centres: bool = False  # attention fusion: glimpses located and chained (above)
 
     def __post_init__(self) -> None:
         rows, cols = self.grid  # JSON gives a list
@@ -60,6 +66,8 @@ class VQAConfig:
             )
         if not isinstance(self.question_bidirectional, bool):
             raise ValueError("question_bidirectional must be true or false")
+        if not isinstance(self.glimpse_centres, bool):
+            raise ValueError("glimpse_centres must be true or false")
 
     @property
     def question_size(self) -> int:
@@ -108,8 +116,14 @@ class VQAModel(nn.Module):
             self.attend_image = nn.Linear(cfg.d_model, cfg.attn_dim)
             self.attend_question = nn.Linear(cfg.question_size, cfg.attn_dim, bias=False)
             self.glimpse = nn.Linear(cfg.attn_dim, glimpses)
+        located = cfg.fusion == "attention" and cfg.glimpse_centres
+        if located:
+            self.register_buffer("cells", cell_centres(cfg.grid), persistent=False)  # (L, 2)
+            self.attend_cell = nn.Linear(2, cfg.attn_dim, bias=False)
+            self.attend_offset = nn.Linear(2, cfg.attn_dim, bias=False)
+        pooled = glimpses * (cfg.d_model + (2 if located else 0))
         self.classifier = nn.Sequential(
-            nn.Linear(glimpses * cfg.d_model + cfg.question_size, cfg.classifier_dim),
+            nn.Linear(pooled + cfg.question_size, cfg.classifier_dim),
             nn.ReLU(),
             nn.Dropout(cfg.dropout),
             nn.Linear(cfg.classifier_dim, cfg.num_answers),
@@ -131,14 +145,42 @@ class VQAModel(nn.Module):
             joint = self.attend_image(self.dropout(image)) + self.attend_question(
                 self.dropout(question)
             ).unsqueeze(1)  # (B, L, A)
-            logits = self.glimpse(self.dropout(torch.relu(joint)))  # (B, L, G)
-            maps = logits.transpose(1, 2).softmax(dim=-1)  # (B, G, L)
-            pooled = torch.bmm(maps, image).flatten(1)  # (B, G*d)
+            if self.config.glimpse_centres:
+                maps, centres = self.chained_glimpses(joint)  # (B, G, L), (B, G, 2)
+                pooled = torch.cat([torch.bmm(maps, image), centres], dim=2).flatten(1)
+            else:
+                logits = self.glimpse(self.dropout(torch.relu(joint)))  # (B, L, G)
+                maps = logits.transpose(1, 2).softmax(dim=-1)  # (B, G, L)
+                pooled = torch.bmm(maps, image).flatten(1)  # (B, G*d)
         else:
             pooled = image.mean(dim=1)  # (B, d)
         logits = self.classifier(self.dropout(torch.cat([pooled, question], dim=1)))  # (B, N)
         loss = None if targets is None else soft_cross_entropy(logits, targets)
         return logits, maps, loss
+
+    def chained_glimpses(self, joint: Tensor) -> tuple[Tensor, Tensor]:
+        """Glimpse maps (B, G, L) and their centres (B, G, 2) from the image-question joint
+        (B, L, A): each glimpse scores the cells where they are, the later ones also where
+        they are from the previous glimpse's centre."""
+        joint = joint + self.attend_cell(self.cells)  # (B, L, A)
+        maps, centres = [], []
+        for g in range(self.config.glimpses):
+            scores = joint
+            if centres:
+                scores = joint + self.attend_offset(self.cells - centres[-1].unsqueeze(1))
+            hidden = self.dropout(torch.relu(scores))  # (B, L, A)
+            logits = hidden @ self.glimpse.weight[g] + self.glimpse.bias[g]  # (B, L)
+            maps.append(logits.softmax(dim=-1))
+            centres.append(maps[-1] @ self.cells)  # (B, 2)
+        return torch.stack(maps, dim=1), torch.stack(centres, dim=1)
+
+
+def cell_centres(grid: tuple[int, int]) -> Tensor:
+    """(row, column) of each grid cell's centre, row-major (L, 2), scaled to [-1, 1]."""
+    rows, cols = grid
+    ys = (torch.arange(rows) + 0.5) / rows * 2 - 1
+    xs = (torch.arange(cols) + 0.5) / cols * 2 - 1
+    return torch.cartesian_prod(ys, xs)
 
 
 def soft_cross_entropy(logits: Tensor, targets: Tensor) -> Tensor:

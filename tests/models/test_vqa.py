@@ -1,8 +1,10 @@
 import pytest
 import torch
 
-from factories import tiny_vqa_config
-from models.vqa import VQAConfig, VQAModel, soft_cross_entropy
+from factories import ANSWERS, WORDS, tiny_encoder_spec, tiny_vqa_config
+from models.checkpoint import Checkpoint, load_pretrained, save_pretrained
+from models.text import build_tokenizer
+from models.vqa import VQAConfig, VQAModel, cell_centres, soft_cross_entropy
 
 
 def make_vqa(fusion: str) -> VQAModel:
@@ -58,3 +60,71 @@ def test_soft_cross_entropy_prefers_the_agreed_answer() -> None:
 def test_unknown_fusion_is_rejected() -> None:
     with pytest.raises(ValueError, match="fusion"):
         VQAConfig(vocab_size=3, num_answers=2, feat_dim=4, fusion="sum")
+
+
+def located(**overrides) -> VQAModel:
+    torch.manual_seed(2)
+    config = tiny_vqa_config(15, 6, 10, (2, 3), glimpse_centres=True, **overrides)
+    return VQAModel(config).eval()
+
+
+def test_cell_centres_are_row_major_in_minus_one_to_one() -> None:
+    centres = cell_centres((2, 3))
+    assert centres.shape == (6, 2)
+    assert torch.allclose(centres[0], torch.tensor([-0.5, -2 / 3]))  # top left: (row, col)
+    assert torch.allclose(centres[5], torch.tensor([0.5, 2 / 3]))  # bottom right
+    assert torch.allclose(centres[1, 0], centres[2, 0])  # along a row, the row stays
+
+
+def test_each_located_glimpse_after_the_first_looks_from_the_one_before() -> None:
+    model = located(glimpses=3)
+    features = torch.randn(3, 6, 10)
+    logits, maps, _ = model(features, QUESTIONS, LENGTHS)
+    assert maps.shape == (3, 3, 6)
+    assert torch.allclose(maps.sum(-1), torch.ones(3, 3), atol=1e-5)
+    with torch.no_grad():
+        model.attend_offset.weight.add_(1.0)  # only the hops after the first read offsets
+    other_logits, other_maps, _ = model(features, QUESTIONS, LENGTHS)
+    assert torch.equal(other_maps[:, 0], maps[:, 0])
+    assert not torch.allclose(other_maps[:, 1:], maps[:, 1:])
+    assert not torch.allclose(other_logits, logits)
+
+
+def test_the_classifier_reads_where_each_glimpse_looked() -> None:
+    model = located()
+    features = torch.randn(1, 6, 10)
+    _, maps, _ = model(features, QUESTIONS[:1], LENGTHS[:1])
+    centres = maps[0] @ cell_centres((2, 3))  # (G, 2)
+    first = model.classifier[0]
+    width = model.config.d_model
+    seen = []  # the classifier's input, caught on its way in
+    hook = first.register_forward_pre_hook(lambda _, inputs: seen.append(inputs[0]))
+    model(features, QUESTIONS[:1], LENGTHS[:1])
+    hook.remove()
+    per_glimpse = seen[0][0, : 2 * (width + 2)].view(2, width + 2)
+    assert torch.allclose(per_glimpse[:, width:], centres, atol=1e-6)
+
+
+def test_located_glimpses_train_save_and_load(tmp_path) -> None:
+    model = located().train()
+    features, targets = torch.randn(3, 6, 10), torch.eye(6)[[0, 2, 4]]
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    first = model(features, QUESTIONS, LENGTHS, targets)[2].item()
+    for _ in range(25):
+        optimizer.zero_grad()
+        model(features, QUESTIONS, LENGTHS, targets)[2].backward()
+        optimizer.step()
+    assert model(features, QUESTIONS, LENGTHS, targets)[2].item() < 0.5 * first
+    tokenizer = build_tokenizer([WORDS])
+    checkpoint = Checkpoint("vqa", model.eval(), tiny_encoder_spec(), tokenizer, ANSWERS[:6])
+    save_pretrained(tmp_path, checkpoint)
+    loaded = load_pretrained(tmp_path).model
+    assert loaded.config.glimpse_centres
+    assert torch.equal(
+        loaded(features, QUESTIONS, LENGTHS)[0], model(features, QUESTIONS, LENGTHS)[0]
+    )
+
+
+def test_glimpse_centres_must_be_a_boolean() -> None:
+    with pytest.raises(ValueError, match="glimpse_centres"):
+        VQAConfig(vocab_size=3, num_answers=2, feat_dim=4, glimpse_centres="yes")

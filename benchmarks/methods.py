@@ -1,6 +1,6 @@
 """Training methods compared on the shapes world, each run judged on a fresh held-out world:
-self-critical rewards from one teacher-forced captioner, and recurrent cells and soft against
-hard attention at an equal time budget.
+self-critical rewards from one teacher-forced captioner; recurrent cells, hard attention
+against soft and located VQA glimpses against plain ones at an equal time budget.
 
     python -m benchmarks.methods --init runs/captions-tf/model              # every experiment
     python -m benchmarks.methods --init runs/captions-tf/model --only scst-cider reward-speed
@@ -42,7 +42,8 @@ from training.tasks import build_task
 SCST = "self-critical rewards, from one teacher-forced captioner"
 CAPTIONER_CELLS = "captioner cells, equal time budget"
 QUESTION_CELLS = "question encoder cells, equal time budget"
-ATTENTION = "soft or hard attention, equal time budget"
+GLIMPSES = "located glimpses, at the question cells' budget (plain: question-lstm)"
+ATTENTION = "hard attention, at the captioner cells' budget (soft: captioner-lstm-1)"
 
 
 @dataclass(frozen=True)
@@ -67,9 +68,16 @@ EXPERIMENTS = {
         for cell in ("lstm", "gru")
         for layers in (1, 2)
     },
+    # the soft model trained the same way is captioner-lstm-1
     **{
-        f"attention-{kind}": Experiment(ATTENTION, "shapes-cpu", {"model": {"attention": kind}})
-        for kind in ("soft", "hard")
+        f"attention-hard{suffix}": Experiment(
+            ATTENTION, "shapes-cpu", {"model": {"attention": "hard"}, **fields}
+        )
+        for suffix, fields in (
+            ("", {}),  # hard_reinforce 0.1: the locations learn mostly by backpropagation
+            ("-reinforce-1", {"hard_reinforce": 1.0}),
+            ("-sampled", {"hard_reinforce": 1.0, "hard_expected_context": 0.0}),  # no expected
+        )
     },
     **{
         f"question-{cell}": Experiment(
@@ -77,6 +85,7 @@ EXPERIMENTS = {
         )
         for cell in ("lstm", "gru")
     },
+    "vqa-glimpse-centres": Experiment(GLIMPSES, "vqa-shapes", {"model": {"glimpse_centres": True}}),
 }
 REWARD_SPEED = "reward-speed"
 NAMES = [*EXPERIMENTS, REWARD_SPEED]
@@ -302,7 +311,11 @@ def main(argv: list[str] | None = None) -> dict:
     write_json(path, document)
     rows = [{"experiment": name, **summary(run)} for name, run in document["experiments"].items()]
     if rows:
-        print(table(rows, ["experiment", "minutes", "correct", "grounding", "CIDEr", "vqa"]))
+        print(
+            table(
+                rows, ["experiment", "minutes", "correct", "complete", "grounding", "CIDEr", "vqa"]
+            )
+        )
     if "reward_speed" in update:
         speed = update["reward_speed"]
         print(
@@ -317,6 +330,7 @@ def summary(run: dict) -> dict:
     return {
         "minutes": run["wall_minutes"],
         "correct": heldout.get("correct", ""),
+        "complete": heldout.get("complete", ""),
         "grounding": heldout.get("grounding", ""),
         "CIDEr": heldout.get("CIDEr", ""),
         "vqa": heldout.get("accuracy", ""),

@@ -71,7 +71,7 @@ class TrainConfig:
     # the REINFORCE term of the sampled locations and of their entropy, the decay of the
     # moving-average baseline (teacher forcing), and the probability that a caption is
     # written with the expected context instead of sampled locations (Xu et al., sec. 4.1)
-    hard_reinforce: float = 1.0
+    hard_reinforce: float = 0.1  # at 1.0, 21.5% of captions complete against 77.3% (methods.json)
     hard_entropy: float = 0.002
     hard_baseline_decay: float = 0.9
     hard_expected_context: float = 0.5

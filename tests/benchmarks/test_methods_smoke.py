@@ -24,7 +24,8 @@ def test_experiments_train_judge_and_merge(
     common += ["--cell-epochs", "1", "--question-epochs", "1", "--scst-epochs", "1"]
     tiny_vqa = 'model={"d_model": 16, "question_dim": 16, "classifier_dim": 16}'
     methods.main([*common, "--only", "captioner-lstm-1", "captioner-gru-2", "--set", *TINY])
-    methods.main([*common, "--only", "question-gru", "--set", *headless(tiny_vqa)])
+    vqa_runs = ["question-gru", "vqa-glimpse-centres"]
+    methods.main([*common, "--only", *vqa_runs, "--set", *headless(tiny_vqa)])
     init = tmp_path / "runs" / "captioner-lstm-1" / "model"
     scst = ["--only", "scst-mix", "reward-speed", "--init", str(init), "--speed-batches", "1"]
     scst += ["--coco-images", "12"]
@@ -33,7 +34,7 @@ def test_experiments_train_judge_and_merge(
     written = json.loads((tmp_path / "methods.json").read_text())
     assert written == json.loads(json.dumps(result))
     runs = written["experiments"]
-    assert set(runs) == {"captioner-lstm-1", "captioner-gru-2", "question-gru", "scst-mix"}
+    assert set(runs) == {"captioner-lstm-1", "captioner-gru-2", *vqa_runs, "scst-mix"}
     gru = runs["captioner-gru-2"]
     assert gru["settings"]["model"]["cell"] == "gru" and gru["settings"]["model"]["num_layers"] == 2
     assert gru["settings"]["model"]["d_model"] == 16  # the tiny model, with the cell on top
@@ -41,6 +42,10 @@ def test_experiments_train_judge_and_merge(
     assert gru["heldout"]["beam_size"] == 1 and 0 <= gru["heldout"]["correct"] <= 1
     assert {"grounding", "CIDEr", "Bleu_4", "correct_by_objects"} <= set(gru["heldout"])
     assert runs["question-gru"]["heldout"]["accuracy"] >= 0
+    located = runs["vqa-glimpse-centres"]
+    assert located["settings"]["model"]["glimpse_centres"] is True
+    assert located["settings"]["model"]["d_model"] == 16
+    assert "relation" in located["heldout"]["per_question_type"]
     mix = runs["scst-mix"]
     assert mix["settings"]["reward"] == {"cider_d": 0.5, "truth": 0.5}
     assert mix["ended_by"] == "epochs" and mix["epochs_trained"] == 1

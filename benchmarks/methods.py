@@ -1,6 +1,6 @@
 """Training methods compared on the shapes world, each run judged on a fresh held-out world:
 self-critical rewards from one teacher-forced captioner; recurrent cells, hard attention
-against soft and located VQA glimpses against plain ones at an equal time budget.
+against soft and located or supervised VQA glimpses against plain ones at an equal time budget.
 
     python -m benchmarks.methods --init runs/captions-tf/model              # every experiment
     python -m benchmarks.methods --init runs/captions-tf/model --only scst-cider reward-speed
@@ -42,7 +42,7 @@ from training.tasks import build_task
 SCST = "self-critical rewards, from one teacher-forced captioner"
 CAPTIONER_CELLS = "captioner cells, equal time budget"
 QUESTION_CELLS = "question encoder cells, equal time budget"
-GLIMPSES = "located glimpses, at the question cells' budget (plain: question-lstm)"
+GLIMPSES = "located or supervised glimpses, at the question cells' budget (plain: question-lstm)"
 ATTENTION = "hard attention, at the captioner cells' budget (soft: captioner-lstm-1)"
 
 
@@ -86,6 +86,10 @@ EXPERIMENTS = {
         for cell in ("lstm", "gru")
     },
     "vqa-glimpse-centres": Experiment(GLIMPSES, "vqa-shapes", {"model": {"glimpse_centres": True}}),
+    "vqa-glimpse-supervised": Experiment(GLIMPSES, "vqa-shapes", {"glimpse_supervision": 1.0}),
+    "vqa-glimpse-supervised-centres": Experiment(
+        GLIMPSES, "vqa-shapes", {"model": {"glimpse_centres": True}, "glimpse_supervision": 1.0}
+    ),
 }
 REWARD_SPEED = "reward-speed"
 NAMES = [*EXPERIMENTS, REWARD_SPEED]

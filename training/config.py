@@ -54,6 +54,9 @@ class TrainConfig:
     alpha_c: float = 0.0  # weight of the doubly stochastic attention penalty
     # weight of the attention supervision (the shapes world: the object each phrase names)
     attention_supervision: float = 0.0
+    # VQA: weight of the glimpse supervision (the shapes world: glimpse g on the g-th object
+    # the question names, for questions naming no more objects than there are glimpses)
+    glimpse_supervision: float = 0.0
     # scheduled sampling: the most probability of feeding the model its own previous word,
     # reached from epoch `start` in rises of `step` every `every` epochs (the default step
     # gives the whole rate at once: a fixed rate); training/scheduled_sampling.py
@@ -96,6 +99,12 @@ class TrainConfig:
             raise ValueError("max_minutes must be a number of minutes >= 0 (0: no budget)")
         if self.self_critical_samples and self.fine_tune:
             raise ValueError("self-critical training reads cached grids: set fine_tune=false")
+        if not 0.0 <= self.glimpse_supervision < math.inf:
+            raise ValueError("glimpse_supervision is a weight: a number >= 0")
+        if self.glimpse_supervision and (
+            self.task != "vqa" or self.model.get("fusion") == "concat"
+        ):
+            raise ValueError("glimpse_supervision needs a VQA model with attention (glimpses)")
         if self.task != "captions":
             defaults = TrainConfig()
             unused = [k for k in CAPTION_ONLY if getattr(self, k) != getattr(defaults, k)]

@@ -1,4 +1,5 @@
-"""Training the VQA model (attention or concat fusion): `glimpse train vqa`."""
+"""Training the VQA model (attention or concat fusion): `glimpse train vqa`; on the shapes
+world the glimpses can be supervised with the objects each question names."""
 
 from pathlib import Path
 
@@ -7,7 +8,9 @@ from PIL import Image
 from torch import Tensor, nn
 
 from drawing.overlays import contact_sheet
+from models.captioner import attention_supervision
 from models.vqa import VQAConfig, VQAModel
+from training.attention_targets import glimpse_targets, target_mask
 from training.config import TrainConfig
 from training.data.vqa import (
     AnswerVocab,
@@ -40,6 +43,11 @@ class VQATask:
         self.val_set = VQADataset(self.val, self.tokenizer, self.answers, **sources["val"])
         self.lengths = [len(q) for q in self.train_set.question_tokens]
         self.trained_on = TrainingImages.of(data, train)  # the export's domain check
+        self.glimpse_targets = (
+            glimpse_targets(data, train, head.config.glimpses, grid)
+            if cfg.glimpse_supervision
+            else None
+        )
 
     @property
     def head(self) -> VQAModel:
@@ -50,9 +58,14 @@ class VQATask:
 
     def loss(self, model: nn.Module, batch: list[int], device: torch.device) -> Tensor:
         b = self.train_set.batch(batch)
-        _, _, loss = model(
+        _, maps, loss = model(
             b.inputs.to(device), b.questions.to(device), b.lengths, b.targets.to(device)
         )
+        if self.glimpse_targets is not None:
+            targets = target_mask(maps.shape, [self.glimpse_targets[i] for i in batch])
+            loss = loss + self.cfg.glimpse_supervision * attention_supervision(
+                maps, targets.to(device)
+            )
         return loss
 
     def predict(self, device: torch.device) -> dict[int, str]:

@@ -103,6 +103,8 @@ class QuestionEncoder(nn.Module):
 
 
 class VQAModel(nn.Module):
+    cells: Tensor  # (L, 2) cell centres: a buffer, with glimpse_centres only
+
     def __init__(self, config: VQAConfig) -> None:
         super().__init__()
         self.config = cfg = config
@@ -163,7 +165,8 @@ class VQAModel(nn.Module):
         (B, L, A): each glimpse scores the cells where they are, the later ones also where
         they are from the previous glimpse's centre."""
         joint = joint + self.attend_cell(self.cells)  # (B, L, A)
-        maps, centres = [], []
+        maps: list[Tensor] = []
+        centres: list[Tensor] = []
         for g in range(self.config.glimpses):
             scores = joint
             if centres:

@@ -106,8 +106,7 @@ class TrainConfig:
         ):
             raise ValueError("glimpse_supervision needs a VQA model with attention (glimpses)")
         if self.task != "captions":
-            defaults = TrainConfig()
-            unused = [k for k in CAPTION_ONLY if getattr(self, k) != getattr(defaults, k)]
+            unused = self._changed(CAPTION_ONLY)
             if unused:
                 raise ValueError(f"{', '.join(unused)}: settings of caption training only")
 
@@ -118,8 +117,7 @@ class TrainConfig:
             raise ValueError("scheduled_sampling_start must be >= 0 and _every >= 1 (epochs)")
         if not 0.0 < self.scheduled_sampling_step <= 1.0:
             raise ValueError("scheduled_sampling_step must be above 0 and at most 1")
-        defaults = {f.name: f.default for f in fields(self)}
-        ramp = [k for k in SAMPLING_RAMP if getattr(self, k) != defaults[k]]
+        ramp = self._changed(SAMPLING_RAMP)
         if ramp and not self.scheduled_sampling:
             raise ValueError(f"{', '.join(ramp)} ramp up to scheduled_sampling: set it above 0")
 
@@ -155,23 +153,31 @@ class TrainConfig:
             raise ValueError("hard_baseline_decay must be from 0 up to (not including) 1")
         if not 0.0 <= self.hard_expected_context <= 1.0:
             raise ValueError("hard_expected_context is a probability: from 0 to 1")
-        defaults = {f.name: f.default for f in fields(self)}
-        changed = [k for k in HARD_ATTENTION if getattr(self, k) != defaults[k]]
+        changed = self._changed(HARD_ATTENTION)
         hard = self.model.get("attention") == "hard"
         if changed and self.task == "captions" and not hard and not self.init_from:
             wanted = 'model={"attention": "hard"}'
             raise ValueError(f"{', '.join(changed)}: settings of hard attention: set {wanted}")
 
+    def _changed(self, names: tuple[str, ...]) -> list[str]:
+        """Those of the fields `names` (plain defaults, no factories) set to another value."""
+        defaults = {f.name: f.default for f in fields(self)}
+        return [k for k in names if getattr(self, k) != defaults[k]]
+
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def _parse(value: str) -> object:
-    """`lr=3e-4` -> 3e-4, `fine_tune=true` -> True, `encoder=resnet50` -> "resnet50"."""
+def parse_override(item: str) -> tuple[str, object]:
+    """`lr=3e-4` -> ("lr", 3e-4), `fine_tune=true` -> True, `encoder=resnet50` -> "resnet50":
+    JSON where the value is JSON, else the text."""
+    key, sep, value = item.partition("=")
+    if not sep:
+        raise ValueError(f"override {item!r} is not key=value")
     try:
-        return json.loads(value)
+        return key, json.loads(value)
     except json.JSONDecodeError:
-        return value
+        return key, value
 
 
 def load_config(
@@ -188,11 +194,7 @@ def load_config(
             raise ValueError(f"no recipe {recipe!r}: give a JSON file or one of: {known}")
         values = json.loads(path.read_text())
     names = {f.name for f in fields(TrainConfig)}
-    for item in overrides or []:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ValueError(f"override {item!r} is not key=value")
-        values[key] = _parse(value)
+    values.update(parse_override(item) for item in overrides or [])
     unknown = set(values) - names
     if unknown:
         raise ValueError(f"unknown config keys: {sorted(unknown)}")

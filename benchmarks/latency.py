@@ -41,7 +41,7 @@ from models.text import BOS_ID, EOS_ID
 from service.settings import Settings
 from training.config import load_config
 
-# The bars (#17) for the COCO-size head, beam 3 and greedy at batch 1, ms per caption.
+# The bars for the COCO-size head, beam 3 and greedy at batch 1, ms per caption.
 GOALS = {"beam": (60.0, 30.0), "greedy": (35.0, 20.0)}  # (target, aim)
 PRECISIONS = ("fp32", "int8")
 

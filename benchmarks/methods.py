@@ -25,16 +25,14 @@ from typing import Any
 import torch
 
 from benchmarks.common import RESULTS, machine, repo_path, table, timed, write_json
-from benchmarks.quality import heldout_world, vqa_quality
+from benchmarks.quality import caption_quality, heldout_world, vqa_quality
 from models.text import words
 from service.engine import Engine
 from training.captions_self_critical import SelfCriticalTask
-from training.config import TrainConfig, load_config
+from training.config import TrainConfig, load_config, parse_override
 from training.data.coco import load_caption_split
 from training.data.synthetic_coco import generate_synthetic_coco
-from training.evaluate import caption_report
 from training.loop import fit
-from training.predict_split import caption_split
 from training.rewards import build_reward
 from training.self_critical import mean_of_others, sample_with_grad, self_critical_loss
 from training.tasks import build_task
@@ -116,6 +114,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--out", type=Path, default=RESULTS, help="where methods.json goes")
     args = parser.parse_args(argv)
+    try:
+        args.set = [parse_override(item) for item in args.set]
+    except ValueError as error:
+        parser.error(f"--set: {error}")
     wants_init = any(n == REWARD_SPEED or EXPERIMENTS[n].from_init for n in args.only)
     if wants_init and args.init is None:
         parser.error("the scst-* experiments and reward-speed start from --init MODEL_DIR")
@@ -126,7 +128,7 @@ def settings(name: str, args: argparse.Namespace) -> dict:
     """The recipe fields experiment `name` sets: its own, the run length of its group and
     the command line's `--set`; `model` dicts merge into the recipe's."""
     experiment = EXPERIMENTS[name]
-    values: dict[str, Any] = dict(_pair(item) for item in args.set)
+    values: dict[str, Any] = dict(args.set)
     if experiment.from_init:
         values |= {"init_from": str(args.init), "epochs": args.scst_epochs}
     else:  # an equal budget: early stopping off, the schedule sized to about the budget
@@ -140,21 +142,13 @@ def settings(name: str, args: argparse.Namespace) -> dict:
     return values
 
 
-def _pair(item: str) -> tuple[str, object]:
-    key, sep, value = item.partition("=")
-    if not sep:
-        raise SystemExit(f"--set {item!r} is not key=value")
-    try:
-        return key, json.loads(value)
-    except json.JSONDecodeError:
-        return key, value
-
-
 def config_of(name: str, args: argparse.Namespace) -> TrainConfig:
-    values = settings(name, args)
-    return load_config(
-        EXPERIMENTS[name].recipe, [f"{k}={json.dumps(v)}" for k, v in values.items()]
-    )
+    return load_config(EXPERIMENTS[name].recipe, as_overrides(settings(name, args)))
+
+
+def as_overrides(values: dict) -> list[str]:
+    """Recipe fields as the `key=value` overrides `load_config` reads."""
+    return [f"{k}={json.dumps(v)}" for k, v in values.items()]
 
 
 def run_experiment(name: str, args: argparse.Namespace) -> dict:
@@ -196,13 +190,9 @@ def run_experiment(name: str, args: argparse.Namespace) -> dict:
 
 def caption_heldout(model: Path, root: Path, beam_size: int) -> dict:
     """Correctness, grounding and the caption metrics (CIDEr is CIDEr-D) on the held-out world."""
-    engine = Engine.from_dirs(model, None)
-    records = load_caption_split(root, "test")
-    generated, attention = caption_split(engine, records, beam_size, batch_size=32)
-    report = caption_report(generated, records, root, "test", attention)
+    report, _ = caption_quality(Engine.from_dirs(model, None), root, beam_size, None)
     correctness = report.pop("correctness")
     return {
-        "beam_size": beam_size,
         "correct": correctness["accuracy"],
         "complete": correctness["complete"],
         "correct_by_objects": {
@@ -225,7 +215,7 @@ def vqa_heldout(model: Path, root: Path) -> dict:
 def reward_speed(args: argparse.Namespace) -> dict:
     """Milliseconds to score 5 x batch sampled captions with CIDEr-D against the forward
     (sampling) and backward of the same step, on the `shapes-scst-cider` recipe."""
-    overrides = [*args.set, f"init_from={args.init}"]
+    overrides = as_overrides({**dict(args.set), "init_from": str(args.init)})
     cfg = load_config("shapes-scst-cider", overrides)
     torch.manual_seed(cfg.seed)
     task = SelfCriticalTask(cfg, args.data)

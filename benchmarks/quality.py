@@ -71,7 +71,7 @@ def caption_quality(
 
 def int8_against_fp32(fp32: tuple[dict, dict[int, str]], int8: tuple[dict, dict[int, str]]) -> dict:
     """Points (percent) the int8 captioner gains on the fp32 one, and how many captions moved;
-    the bar is 0.5 point either way (#17)."""
+    the int8 option's bar is 0.5 point either way."""
     (a, a_captions), (b, b_captions) = fp32, int8
     points = {
         "correctness_points": 100 * (b["correctness"]["accuracy"] - a["correctness"]["accuracy"]),

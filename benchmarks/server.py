@@ -39,7 +39,7 @@ from benchmarks.local_server import local_server
 from benchmarks.raw_http import Load, alternate, caption_request
 from service.engine import Engine
 
-# The bars (#17): what served throughput, latency and refusals must reach.
+# The bars: what served throughput, latency and refusals must reach.
 AT_32 = 0.9  # x offline, no errors
 OVERLOAD = 0.85  # x offline at 64 and 128 clients
 OVERLOAD_P99_S = 2.0

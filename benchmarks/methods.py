@@ -25,7 +25,8 @@ from typing import Any
 import torch
 
 from benchmarks.common import RESULTS, machine, repo_path, table, timed, write_json
-from benchmarks.quality import caption_quality, heldout_world, vqa_quality
+from benchmarks.heldout_worlds import heldout_world
+from benchmarks.quality import caption_quality, vqa_quality
 from models.text import words
 from service.engine import Engine
 from training.captions_self_critical import SelfCriticalTask
@@ -87,6 +88,11 @@ EXPERIMENTS = {
     "vqa-glimpse-supervised": Experiment(GLIMPSES, "vqa-shapes", {"glimpse_supervision": 1.0}),
     "vqa-glimpse-supervised-centres": Experiment(
         GLIMPSES, "vqa-shapes", {"model": {"glimpse_centres": True}, "glimpse_supervision": 1.0}
+    ),
+    "vqa-glimpse-relation": Experiment(
+        GLIMPSES,
+        "vqa-shapes",
+        {"model": {"glimpse_centres": True, "relation_dim": 64}, "glimpse_supervision": 1.0},
     ),
 }
 REWARD_SPEED = "reward-speed"

@@ -11,6 +11,12 @@
   in stacked attention: "the shape left of the blue square" finds the square, then looks
   left of it), and the classifier reads every glimpse's centre beside its vector (a weighted
   mean of annotations washes their position embeddings out, and relations compare positions).
+  The centres are not dropped out: unlike a vector's 256 dimensions, a coordinate has no
+  copies, and a yes/no relation needs both glimpses' (with p = 0.3 both survive 49% of the
+  time). With `relation_dim` R, the comparison itself is computed: the glimpses' geometry
+  (their centres and the steps between them) through a ReLU layer, multiplied elementwise by
+  a projection of the question (low-rank bilinear pooling, Kim et al., 2017), so the question
+  picks which comparison matters; a concatenation leaves that product to the classifier.
 
 Answers are classes (the N most frequent training answers), trained against soft VQA scores.
 Unlike SAAA the image cells are not L2-normalised: at d = 256 that left each image dimension
@@ -50,6 +56,7 @@ class VQAConfig:
     question_layers: int = 1
     question_bidirectional: bool = False  # the question vector is then 2 * question_dim wide
     glimpse_centres: bool = False  # attention fusion: glimpses located and chained (above)
+    relation_dim: int = 0  # with glimpse_centres: width of the computed comparison (above)
 
     def __post_init__(self) -> None:
         rows, cols = self.grid  # JSON gives a list
@@ -68,6 +75,10 @@ class VQAConfig:
             raise ValueError("question_bidirectional must be true or false")
         if not isinstance(self.glimpse_centres, bool):
             raise ValueError("glimpse_centres must be true or false")
+        if not (isinstance(self.relation_dim, int) and self.relation_dim >= 0):
+            raise ValueError(f"relation_dim must be a whole number >= 0, got {self.relation_dim!r}")
+        if self.relation_dim and not (self.glimpse_centres and self.glimpses >= 2):
+            raise ValueError("relation_dim needs glimpse_centres and 2 or more glimpses")
 
     @property
     def question_size(self) -> int:
@@ -123,9 +134,13 @@ class VQAModel(nn.Module):
             self.register_buffer("cells", cell_centres(cfg.grid), persistent=False)  # (L, 2)
             self.attend_cell = nn.Linear(2, cfg.attn_dim, bias=False)
             self.attend_offset = nn.Linear(2, cfg.attn_dim, bias=False)
+        if cfg.relation_dim:
+            geometry = 2 * glimpses + 2 * (glimpses - 1)  # centres, then the steps between them
+            self.relate_geometry = nn.Linear(geometry, cfg.relation_dim)
+            self.relate_question = nn.Linear(cfg.question_size, cfg.relation_dim)
         pooled = glimpses * (cfg.d_model + (2 if located else 0))
         self.classifier = nn.Sequential(
-            nn.Linear(pooled + cfg.question_size, cfg.classifier_dim),
+            nn.Linear(pooled + cfg.question_size + cfg.relation_dim, cfg.classifier_dim),
             nn.ReLU(),
             nn.Dropout(cfg.dropout),
             nn.Linear(cfg.classifier_dim, cfg.num_answers),
@@ -143,22 +158,32 @@ class VQAModel(nn.Module):
         image = self.adapter(features)  # (B, L, d)
         question = self.question(questions, lengths)  # (B, Q)
         maps = None
+        relation: list[Tensor] = []
         if self.config.fusion == "attention":
             joint = self.attend_image(self.dropout(image)) + self.attend_question(
                 self.dropout(question)
             ).unsqueeze(1)  # (B, L, A)
             if self.config.glimpse_centres:
                 maps, centres = self.chained_glimpses(joint)  # (B, G, L), (B, G, 2)
-                pooled = torch.cat([torch.bmm(maps, image), centres], dim=2).flatten(1)
+                vectors = self.dropout(torch.bmm(maps, image))  # (B, G, d)
+                pooled = torch.cat([vectors, centres], dim=2).flatten(1)  # (B, G*(d+2))
+                if self.config.relation_dim:
+                    relation = [self.relate(centres, question)]
             else:
                 logits = self.glimpse(self.dropout(torch.relu(joint)))  # (B, L, G)
                 maps = logits.transpose(1, 2).softmax(dim=-1)  # (B, G, L)
-                pooled = torch.bmm(maps, image).flatten(1)  # (B, G*d)
+                pooled = self.dropout(torch.bmm(maps, image).flatten(1))  # (B, G*d)
         else:
-            pooled = image.mean(dim=1)  # (B, d)
-        logits = self.classifier(self.dropout(torch.cat([pooled, question], dim=1)))  # (B, N)
+            pooled = self.dropout(image.mean(dim=1))  # (B, d)
+        logits = self.classifier(torch.cat([pooled, self.dropout(question), *relation], dim=1))
         loss = None if targets is None else soft_cross_entropy(logits, targets)
         return logits, maps, loss
+
+    def relate(self, centres: Tensor, question: Tensor) -> Tensor:
+        """The computed comparison (B, R): the glimpses' geometry, gated by the question."""
+        steps = centres[:, 1:] - centres[:, :-1]  # (B, G-1, 2)
+        geometry = torch.cat([centres.flatten(1), steps.flatten(1)], dim=1)
+        return torch.relu(self.relate_geometry(geometry)) * self.relate_question(question)
 
     def chained_glimpses(self, joint: Tensor) -> tuple[Tensor, Tensor]:
         """Glimpse maps (B, G, L) and their centres (B, G, 2) from the image-question joint

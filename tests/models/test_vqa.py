@@ -90,23 +90,55 @@ def test_each_located_glimpse_after_the_first_looks_from_the_one_before() -> Non
     assert not torch.allclose(other_logits, logits)
 
 
-def test_the_classifier_reads_where_each_glimpse_looked() -> None:
-    model = located()
-    features = torch.randn(1, 6, 10)
+def classifier_input(model: VQAModel, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The classifier's input for the first question, caught on its way in, and the maps."""
+    seen = []
+    hook = model.classifier[0].register_forward_pre_hook(lambda _, x: seen.append(x[0]))
     _, maps, _ = model(features, QUESTIONS[:1], LENGTHS[:1])
-    centres = maps[0] @ cell_centres((2, 3))  # (G, 2)
-    first = model.classifier[0]
-    width = model.config.d_model
-    seen = []  # the classifier's input, caught on its way in
-    hook = first.register_forward_pre_hook(lambda _, inputs: seen.append(inputs[0]))
-    model(features, QUESTIONS[:1], LENGTHS[:1])
     hook.remove()
-    per_glimpse = seen[0][0, : 2 * (width + 2)].view(2, width + 2)
-    assert torch.allclose(per_glimpse[:, width:], centres, atol=1e-6)
+    return seen[0][0], maps[0]
+
+
+def test_the_classifier_reads_where_each_glimpse_looked_even_under_dropout() -> None:
+    model = located(dropout=0.9).train()  # a coordinate has no copies: it is never dropped
+    seen, maps = classifier_input(model, torch.randn(1, 6, 10))
+    width = model.config.d_model
+    per_glimpse = seen[: 2 * (width + 2)].view(2, width + 2)
+    assert torch.allclose(per_glimpse[:, width:], maps @ cell_centres((2, 3)), atol=1e-6)
+    assert (per_glimpse[:, :width] == 0).float().mean() > 0.5  # the vectors are dropped out
+
+
+def test_the_computed_comparison_is_the_glimpses_geometry_gated_by_the_question() -> None:
+    model = located(relation_dim=8)
+    seen, maps = classifier_input(model, torch.randn(1, 6, 10))
+    centres = (maps @ cell_centres((2, 3))).unsqueeze(0)  # (1, G, 2)
+    question = model.question(QUESTIONS[:1], LENGTHS[:1])
+    cfg = model.config
+    assert model.classifier[0].in_features == 2 * (cfg.d_model + 2) + cfg.question_size + 8
+    relation = model.relate(centres, question)
+    assert torch.allclose(seen[-8:], relation[0], atol=1e-6)
+    swapped = model.relate(centres.flip(1), question)  # "A left of B" is not "B left of A"
+    assert not torch.allclose(swapped, relation)
+    other = model.question(QUESTIONS[1:2], LENGTHS[1:2])
+    assert not torch.allclose(model.relate(centres, other), relation)
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"relation_dim": 8},  # without located glimpses
+        {"relation_dim": 8, "glimpse_centres": True, "glimpses": 1},  # nothing to compare
+        {"relation_dim": -1, "glimpse_centres": True},
+        {"relation_dim": 2.5, "glimpse_centres": True},
+    ],
+)
+def test_a_comparison_needs_two_located_glimpses(settings: dict) -> None:
+    with pytest.raises(ValueError, match="relation_dim"):
+        VQAConfig(vocab_size=3, num_answers=2, feat_dim=4, **settings)
 
 
 def test_located_glimpses_train_save_and_load(tmp_path) -> None:
-    model = located().train()
+    model = located(relation_dim=8).train()
     features, targets = torch.randn(3, 6, 10), torch.eye(6)[[0, 2, 4]]
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     first = model(features, QUESTIONS, LENGTHS, targets)[2].item()
@@ -119,7 +151,7 @@ def test_located_glimpses_train_save_and_load(tmp_path) -> None:
     checkpoint = Checkpoint("vqa", model.eval(), tiny_encoder_spec(), tokenizer, ANSWERS[:6])
     save_pretrained(tmp_path, checkpoint)
     loaded = load_pretrained(tmp_path).model
-    assert loaded.config.glimpse_centres
+    assert loaded.config.glimpse_centres and loaded.config.relation_dim == 8
     assert torch.equal(
         loaded(features, QUESTIONS, LENGTHS)[0], model(features, QUESTIONS, LENGTHS)[0]
     )

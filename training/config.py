@@ -33,6 +33,9 @@ class TrainConfig:
     encoder_options: dict = field(default_factory=lambda: {"layers": [10]})
     image_size: int = 256
     fine_tune: bool = False  # a frozen encoder reads grids from the feature cache
+    # augmented views of each training image cached beside it (JPEG, resizing, blur, noise;
+    # training/augment.py), one of them drawn per example: robustness to how images are sent
+    augmented_views: int = 0
     # head: fields of CaptionerConfig / VQAConfig
     model: dict = field(default_factory=dict)
     # a model directory whose head (weights, config, vocabulary) the run starts from
@@ -97,6 +100,10 @@ class TrainConfig:
         self._check_hard_attention()
         if not 0.0 <= self.max_minutes < math.inf:
             raise ValueError("max_minutes must be a number of minutes >= 0 (0: no budget)")
+        if not (isinstance(self.augmented_views, int) and self.augmented_views >= 0):
+            raise ValueError("augmented_views must be a whole number >= 0")
+        if self.augmented_views and self.fine_tune:
+            raise ValueError("augmented views are cached grids: set fine_tune=false")
         if self.self_critical_samples and self.fine_tune:
             raise ValueError("self-critical training reads cached grids: set fine_tune=false")
         if not 0.0 <= self.glimpse_supervision < math.inf:

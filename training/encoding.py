@@ -14,7 +14,7 @@ from models.encoders import Encoder, create_encoder
 from models.preprocess import image_to_tensor
 from training.config import TrainConfig
 from training.domain import MIN_IMAGES, TrainingImages, fit_at_export
-from training.features import FeatureCache, load_or_build
+from training.features import CLEAN, FeatureCache, View, ViewedFeatures, load_or_build
 
 
 def encoder_spec(cfg: TrainConfig) -> EncoderSpec:
@@ -27,15 +27,37 @@ def build_encoder(cfg: TrainConfig) -> Encoder:
 
 
 def feature_cache(
-    encoder: Encoder, cfg: TrainConfig, root: Path, split: str, images: dict[int, Path]
+    encoder: Encoder,
+    cfg: TrainConfig,
+    root: Path,
+    split: str,
+    images: dict[int, Path],
+    view: View = CLEAN,
 ) -> FeatureCache:
-    """Grids of a split's images, computed once per encoder setting and reused by every run."""
+    """Grids of a split's images (or of a view of them), computed once per encoder setting
+    and reused by every run."""
     options = "-".join(f"{k}{v}" for k, v in sorted(cfg.encoder_options.items()))
     cache_dir = root / "features" / f"{cfg.encoder}-{options}-{cfg.image_size}".replace(" ", "")
     ids = sorted(images)
+    name = f"{split}-view{view.number}" if view.number else split
+    paths = [images[i] for i in ids]
     return load_or_build(
-        encoder, [images[i] for i in ids], ids, cache_dir, split=split, image_size=cfg.image_size
+        encoder, paths, ids, cache_dir, split=name, image_size=cfg.image_size, view=view
     )
+
+
+def training_features(
+    encoder: Encoder, cfg: TrainConfig, root: Path, images: dict[int, Path]
+) -> FeatureCache | ViewedFeatures:
+    """The training split's grids, with `cfg.augmented_views` augmented views beside them."""
+    clean = feature_cache(encoder, cfg, root, "train", images)
+    if not cfg.augmented_views:
+        return clean
+    views = [
+        feature_cache(encoder, cfg, root, "train", images, View(k, cfg.seed))
+        for k in range(1, cfg.augmented_views + 1)
+    ]
+    return ViewedFeatures([clean, *views], cfg.seed)
 
 
 def attach_images(
@@ -51,7 +73,12 @@ def attach_images(
     sources = {}
     for split, records in splits.items():
         images = {r.image_id: r.path for r in records}
-        sources[split] = {"features": feature_cache(encoder, cfg, root, split, images)}
+        features = (
+            training_features(encoder, cfg, root, images)
+            if split == "train"
+            else feature_cache(encoder, cfg, root, split, images)
+        )
+        sources[split] = {"features": features}
     return head, sources
 
 

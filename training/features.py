@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from models.encoders import Encoder, encode_in_chunks
 from models.preprocess import image_to_tensor
+from training.augment import AUGMENTATION, augmented, view_of
 
 
 class FeatureCacheError(ValueError):
@@ -101,18 +102,65 @@ class FeatureCache:
         return cls(features, list(index["image_ids"]), grid, expected[2], index["fingerprint"])
 
 
+@dataclass(frozen=True)
+class View:
+    """Which view of the images a cache holds: 0 the images as they are, k > 0 the k-th
+    augmented view (training.augment), drawn from `seed`."""
+
+    number: int = 0
+    seed: int = 0
+
+    def fingerprint(self) -> dict[str, object]:
+        if not self.number:
+            return {}
+        return {"view": self.number, "view_seed": self.seed, "augmentation": AUGMENTATION}
+
+
+CLEAN = View()  # the images as they are
+
+
 class ImageFiles(Dataset):
     """Decoded, resized images in [0, 1], so a DataLoader can decode ahead of the encoder."""
 
-    def __init__(self, paths: Sequence[Path], image_size: int) -> None:
-        self.paths, self.image_size = list(paths), image_size
+    def __init__(self, paths: Sequence[Path], image_size: int, view: View = CLEAN) -> None:
+        self.paths, self.image_size, self.view = list(paths), image_size, view
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, index: int) -> torch.Tensor:
         with Image.open(self.paths[index]) as image:
+            if self.view.number:
+                rng = view_of(self.view.seed, self.view.number, index)
+                return image_to_tensor(augmented(image, rng), self.image_size)
             return image_to_tensor(image, self.image_size)  # (3, S, S)
+
+
+class ViewedFeatures:
+    """A feature store over a clean cache and its augmented views (the same image ids in the
+    same rows): each example read gets one of them at random."""
+
+    def __init__(self, caches: Sequence[FeatureCache], seed: int) -> None:
+        if any(c.image_ids != caches[0].image_ids for c in caches[1:]):
+            raise ValueError("every view must cache the same images in the same order")
+        self.caches = list(caches)
+        self.rng = np.random.default_rng(seed)
+
+    def row(self, image_id: int) -> int:
+        return self.caches[0].row(image_id)
+
+    def __getitem__(self, row: int) -> torch.Tensor:
+        return self.caches[int(self.rng.integers(len(self.caches)))][row]
+
+    def take(self, rows: Sequence[int]) -> torch.Tensor:
+        """A batch (B, L, D), each row from a view drawn for it, one read per view."""
+        views = self.rng.integers(len(self.caches), size=len(rows))
+        first = self.caches[0]
+        out = torch.empty(len(rows), first.features.shape[1], first.dim)
+        for view in np.unique(views):
+            picked = np.flatnonzero(views == view)
+            out[torch.from_numpy(picked)] = self.caches[view].take([rows[i] for i in picked])
+        return out
 
 
 def build_feature_cache(
@@ -123,6 +171,7 @@ def build_feature_cache(
     *,
     split: str,
     image_size: int,
+    view: View = CLEAN,
     batch_size: int = 32,
     num_workers: int = 0,
 ) -> FeatureCache:
@@ -142,7 +191,7 @@ def build_feature_cache(
     tmp_index = index_path.with_name(f".{index_path.name}.{os.getpid()}.tmp")
     device = next(encoder.parameters()).device
     loader = DataLoader(
-        ImageFiles(image_paths, image_size), batch_size=batch_size, num_workers=num_workers
+        ImageFiles(image_paths, image_size, view), batch_size=batch_size, num_workers=num_workers
     )
     was_training = encoder.training
     encoder.eval()
@@ -167,7 +216,7 @@ def build_feature_cache(
             "image_size": image_size,
             "grid": list(grid),
             "dim": encoder.out_dim,
-            "fingerprint": encoder_fingerprint(encoder, image_size),
+            "fingerprint": encoder_fingerprint(encoder, image_size) | view.fingerprint(),
         }
         tmp_index.write_text(json.dumps(index))
         # Invalidate the old index before its array changes; the new index lands last.
@@ -189,17 +238,18 @@ def load_or_build(
     *,
     split: str,
     image_size: int,
+    view: View = CLEAN,
     batch_size: int = 32,
     num_workers: int = 0,
 ) -> FeatureCache:
-    """Reuse the split's cache when encoder, weights, image size and ids all match."""
+    """Reuse the split's cache when encoder, weights, image size, view and ids all match."""
     try:
         cache = FeatureCache.open(out_dir, split)
     except FeatureCacheError:
         cache = None
     if (
         cache is not None
-        and cache.fingerprint == encoder_fingerprint(encoder, image_size)
+        and cache.fingerprint == encoder_fingerprint(encoder, image_size) | view.fingerprint()
         and cache.image_ids == [int(image_id) for image_id in image_ids]
     ):
         return cache
@@ -210,6 +260,7 @@ def load_or_build(
         out_dir,
         split=split,
         image_size=image_size,
+        view=view,
         batch_size=batch_size,
         num_workers=num_workers,
     )

@@ -22,6 +22,7 @@ from shapes_truth import (
     spec_relation,
 )
 from training.data.shapes_grammar import Phrase, RelationClaim, parse_caption
+from training.data.shapes_questions import MAX_QUESTIONS, RELATION_DRILL
 from training.data.shapes_scene import WorldObject, relation
 from training.metrics.shapes import caption_correctness
 
@@ -142,13 +143,15 @@ def _expected(question: str, objects: list[dict[str, Any]]) -> tuple[str, set[in
 def test_every_majority_answer_and_target_is_right(shapes_world: Path) -> None:
     types: Counter[tuple[str, str]] = Counter()
     yes_no: Counter[str] = Counter()
+    relations_yes_no: Counter[str] = Counter()
     for split in SPLITS:
         objects = objects_by_image(shapes_world, split)
         questions = load_annotations(shapes_world, "questions", split)["questions"]
         annotations = load_annotations(shapes_world, "answers", split)["annotations"]
         per_image = Counter(q["image_id"] for q in questions)
         assert set(per_image) == set(objects) and min(per_image.values()) >= 3
-        assert max(per_image.values()) <= 6
+        assert max(per_image.values()) <= MAX_QUESTIONS + RELATION_DRILL
+        drilled: Counter[int] = Counter()  # yes/no relation questions of each image
         for question, ann in zip(questions, annotations, strict=True):
             assert ann["question_id"] == question["question_id"]
             answer, targets = _expected(question["question"], objects[question["image_id"]])
@@ -161,10 +164,16 @@ def test_every_majority_answer_and_target_is_right(shapes_world: Path) -> None:
             types[ann["question_type"], ann["answer_type"]] += 1
             if ann["question_type"] == "is there":
                 yes_no[answer] += 1
+            if (ann["question_type"], ann["answer_type"]) == ("relation", "yes/no"):
+                drilled[question["image_id"]] += 1
+                relations_yes_no[answer] += 1
+        for image_id, objs in objects.items():  # the drill: two more for every pair to compare
+            assert drilled[image_id] >= (RELATION_DRILL if len(objs) >= 2 else 0), image_id
     assert {t for t, _ in types} == QUESTION_TYPES
     assert ("relation", "yes/no") in types and ("relation", "other") in types
     assert ("how many", "number") in types and ("is there", "yes/no") in types
     assert 0.3 <= yes_no["yes"] / sum(yes_no.values()) <= 0.7
+    assert 0.4 <= relations_yes_no["yes"] / sum(relations_yes_no.values()) <= 0.6
 
 
 # --- the relation rule and the grammar ------------------------------------------------------

@@ -1,5 +1,6 @@
-"""Quality of the bundled models on a held-out shapes world, generated from a seed that
-training never saw.
+"""Quality of the bundled models on held-out shapes worlds, generated from seeds that
+training never saw: every figure on the first, the main ones on a second world and on that
+world's images re-encoded as JPEG or resized (benchmarks/heldout_worlds.py).
 
     python -m benchmarks.quality --data data/shapes-heldout --concat runs/vqa-concat/model
 
@@ -17,22 +18,17 @@ from typing import Literal
 
 import torch
 
+from benchmarks.heldout_worlds import CONDITIONS, changed_world, heldout_world
 from drawing.overlays import contact_sheet
 from service.engine import Engine
 from service.loading import load_engine
 from service.settings import Settings
 from training.data.coco import load_caption_split
-from training.data.shapes import generate
 from training.data.vqa import load_vqa_split
 from training.evaluate import caption_report, vqa_report
 from training.predict_split import answer_split, caption_split
 
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def heldout_world(root: Path, images: int, seed: int) -> None:
-    if not (root / "annotations" / "captions_test.json").is_file():
-        generate(root, {"train": 0, "val": 0, "test": images}, seed=seed)
 
 
 def captioner(model: Path, quantize: Literal["none", "int8"]) -> Engine:
@@ -104,6 +100,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--captioner", type=Path, default=settings.caption_model)
     parser.add_argument("--vqa", type=Path, default=settings.vqa_model)
     parser.add_argument("--concat", type=Path, help="the concat-fusion VQA baseline, if trained")
+    parser.add_argument("--second-seed", type=int, default=2, help="a second world (0: none)")
+    parser.add_argument(
+        "--conditions", nargs="*", choices=CONDITIONS, default=list(CONDITIONS),
+        help="what the second world's images go through, each measured apart",
+    )  # fmt: skip
     parser.add_argument("--beam-size", type=int, default=3)
     parser.add_argument("--out", type=Path, default=RESULTS, help="where results are written")
     args = parser.parse_args(argv)
@@ -111,7 +112,8 @@ def main(argv: list[str] | None = None) -> dict:
     heldout_world(args.data, args.images, args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
     sheet = args.out / "attention_sheet.png"
-    fp32 = caption_quality(captioner(args.captioner, "none"), args.data, args.beam_size, sheet)
+    engine = captioner(args.captioner, "none")
+    fp32 = caption_quality(engine, args.data, args.beam_size, sheet)
     int8 = caption_quality(captioner(args.captioner, "int8"), args.data, args.beam_size, None)
     result = {
         "date": datetime.date.today().isoformat(),
@@ -125,6 +127,19 @@ def main(argv: list[str] | None = None) -> dict:
     }
     if args.concat:
         result["vqa"]["concat"] = vqa_quality(args.concat, args.data)
+    result["worlds"] = {f"seed {args.seed}": summary(fp32[0], result["vqa"])}
+    if args.second_seed:
+        second = args.data.with_name(f"{args.data.name}-seed{args.second_seed}")
+        heldout_world(second, args.images, args.second_seed)
+        worlds = {f"seed {args.second_seed}": second} | {
+            f"seed {args.second_seed}, {c}": changed_world(second, c) for c in args.conditions
+        }
+        for name, root in worlds.items():
+            vqa = {"attention": vqa_quality(args.vqa, root)}
+            if args.concat:
+                vqa["concat"] = vqa_quality(args.concat, root)
+            captions, _ = caption_quality(engine, root, args.beam_size, None)
+            result["worlds"][name] = summary(captions, vqa)
     (args.out / "quality.json").write_text(json.dumps(result, indent=2) + "\n")
     for name in ("captions", "captions_int8"):
         captions = result[name]
@@ -145,7 +160,40 @@ def main(argv: list[str] | None = None) -> dict:
             f"VQA ({fusion}) accuracy {report['overall']:.3f}  "
             + "  ".join(f"{k} {v:.3f}" for k, v in report["per_question_type"].items())
         )
+    for name, world in result["worlds"].items():
+        captions, vqa = world["captions"], world["vqa"]["attention"]
+        print(
+            f"{name}: captions {captions['correct']:.3f} (4 objects "
+            f"{captions['by_objects'].get('4', float('nan')):.3f}), grounding "
+            f"{captions['grounding']:.3f}; VQA {vqa['accuracy']:.3f}, relation "
+            f"{vqa['per_question_type'].get('relation', float('nan')):.3f}"
+        )
     return result
+
+
+def summary(captions: dict, vqa: dict[str, dict]) -> dict:
+    """The figures a world is judged by: captions correct and complete (by object count),
+    their grounding and CIDEr-D; each VQA model's accuracy (by type) and grounding."""
+    correctness = captions["correctness"]
+    return {
+        "images": captions["num_images"],
+        "captions": {
+            "correct": correctness["accuracy"],
+            "by_objects": {
+                str(n): row["accuracy"] for n, row in correctness["by_num_objects"].items()
+            },
+            "grounding": captions["grounding"]["hit_rate"],
+            "CIDEr": captions["CIDEr"],
+        },
+        "vqa": {
+            fusion: {
+                "accuracy": report["overall"],
+                "per_question_type": report["per_question_type"],
+                "grounding": report["grounding"]["hit_rate"] if "grounding" in report else None,
+            }
+            for fusion, report in vqa.items()
+        },
+    }
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
-"""The README's speed table, written from benchmarks/results/*.json so that it cannot drift
-from the files: every figure in it is read from a result file, none typed by hand.
+"""The README's speed table (and its held-out quality table, benchmarks/quality_table.py),
+written from benchmarks/results/*.json so that they cannot drift from the files: every figure
+in them is read from a result file, none typed by hand.
 
     python -m benchmarks.readme            # rewrite the table in README.md
     python -m benchmarks.readme --check    # exit 1 (and say so) if README.md's table differs
@@ -18,6 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.common import RESULTS
+from benchmarks.quality_table import END as QUALITY_END
+from benchmarks.quality_table import START as QUALITY_START
+from benchmarks.quality_table import quality_table
 
 README = RESULTS.parent.parent / "README.md"
 START = "<!-- speed table: written by `python -m benchmarks.readme` from benchmarks/results -->"
@@ -292,12 +296,22 @@ def speed_table(results: Path = RESULTS) -> str:
     return "\n".join([*lines, END])
 
 
-def with_table(readme: str, table: str) -> str:
+def with_table(readme: str, table: str, start_marker: str = START, end_marker: str = END) -> str:
     """`readme` with the text between the markers (inclusive) replaced by `table`."""
-    start, end = readme.find(START), readme.find(END)
+    start, end = readme.find(start_marker), readme.find(end_marker)
     if start < 0 or end < start:
-        raise ValueError(f"README.md lacks the speed table's markers {START!r} ... {END!r}")
-    return readme[:start] + table + readme[end + len(END) :]
+        raise ValueError(f"README.md lacks the table's markers {start_marker!r} ... {end_marker!r}")
+    return readme[:start] + table + readme[end + len(end_marker) :]
+
+
+def with_tables(readme: str, results: Path) -> str:
+    """`readme` with the speed table and, where quality.json is, the quality table rewritten."""
+    readme = with_table(readme, speed_table(results))
+    quality = results / "quality.json"
+    if not quality.is_file():
+        return readme
+    table = quality_table(json.loads(quality.read_text()))
+    return with_table(readme, table, QUALITY_START, QUALITY_END)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -309,10 +323,10 @@ def main(argv: list[str] | None = None) -> int:
     for name in unformatted(args.results):
         print(f"{name}.json has no formatter in benchmarks/readme.py", file=sys.stderr)
     current = args.readme.read_text()
-    wanted = with_table(current, speed_table(args.results))
+    wanted = with_tables(current, args.results)
     if args.check:
         if wanted != current:
-            print(f"{args.readme}: the speed table is out of date; run python -m benchmarks.readme")
+            print(f"{args.readme}: a table is out of date; run python -m benchmarks.readme")
             return 1
         return 0
     args.readme.write_text(wanted)

@@ -25,6 +25,7 @@ def test_experiments_train_judge_and_merge(
     tiny_vqa = 'model={"d_model": 16, "question_dim": 16, "classifier_dim": 16}'
     methods.main([*common, "--only", "captioner-lstm-1", "captioner-gru-2", "--set", *TINY])
     vqa_runs = ["question-gru", "vqa-glimpse-centres", "vqa-glimpse-supervised"]
+    vqa_runs += ["vqa-glimpse-relation"]
     methods.main([*common, "--only", *vqa_runs, "--set", *headless(tiny_vqa)])
     init = tmp_path / "runs" / "captioner-lstm-1" / "model"
     scst = ["--only", "scst-mix", "reward-speed", "--init", str(init), "--speed-batches", "1"]
@@ -47,6 +48,7 @@ def test_experiments_train_judge_and_merge(
     assert located["settings"]["model"]["d_model"] == 16
     assert "relation" in located["heldout"]["per_question_type"]
     assert runs["vqa-glimpse-supervised"]["settings"]["glimpse_supervision"] == 1.0
+    assert runs["vqa-glimpse-relation"]["settings"]["model"]["relation_dim"] == 64
     mix = runs["scst-mix"]
     assert mix["settings"]["reward"] == {"cider_d": 0.5, "truth": 0.5}
     assert mix["ended_by"] == "epochs" and mix["epochs_trained"] == 1

@@ -7,12 +7,22 @@ import shutil
 from pathlib import Path
 
 from benchmarks.common import RESULTS
-from benchmarks.readme import END, FORMATTERS, README, START, main, speed_table, with_table
+from benchmarks.quality_table import quality_table
+from benchmarks.readme import (
+    END,
+    FORMATTERS,
+    README,
+    START,
+    main,
+    speed_table,
+    with_tables,
+)
 
 
-def test_the_readme_table_is_written_from_the_result_files() -> None:
+def test_the_readme_tables_are_written_from_the_result_files() -> None:
     text = README.read_text()
-    assert with_table(text, speed_table()) == text, "run python -m benchmarks.readme"
+    assert with_tables(text, RESULTS) == text, "run python -m benchmarks.readme"
+    assert "| seed 1 |" in text and "| seed 2, jpeg_q70 (change from seed 2) |" in text
 
 
 def test_every_result_file_in_the_table_has_a_row() -> None:
@@ -69,3 +79,20 @@ def test_result_files_name_no_absolute_paths() -> None:
     for path in RESULTS.glob("*.json"):
         found = [s for s in strings(json.loads(path.read_text())) if machine_path(s)]
         assert not found, f"{path.name}: {found[:3]}"
+
+
+def test_each_world_in_the_quality_table_shows_its_change_from_the_one_it_came_from() -> None:
+    def world(captions: float, vqa: float) -> dict:
+        return {
+            "captions": {"correct": captions, "by_objects": {"4": 0.5}, "grounding": 0.9},
+            "vqa": {"attention": {"accuracy": vqa, "per_question_type": {"relation": 0.6}}},
+        }
+
+    worlds = {"seed 1": world(0.9, 0.8), "seed 2": world(0.88, 0.83)}
+    worlds["seed 2, jpeg_q70"] = world(0.7, 0.8)
+    rows = [r for r in quality_table({"worlds": worlds}).splitlines() if r.startswith("| seed")]
+    assert rows[0].startswith("| seed 1 | **90.0%** | - / - / - / 50.0% | 90.0% | **80.0%** |")
+    assert rows[1].startswith("| seed 2 (change from seed 1) | **88.0%** (-2.0) |")
+    assert "| **83.0%** (+3.0) | - / - / 60.0% / - / - / - | - | - |" in rows[1]
+    assert rows[2].startswith("| seed 2, jpeg_q70 (change from seed 2) | **70.0%** (-18.0) |")
+    assert "| **80.0%** (-3.0) |" in rows[2]

@@ -1,0 +1,58 @@
+"""The README's held-out quality table, per world, written from benchmarks/results/quality.json
+by `python -m benchmarks.readme` beside the speed table: the first world, a second one (its
+change from the first) and the second one's images re-encoded or resized (their change from
+it), against the bars the bundled models aim for."""
+
+START = "<!-- quality table: written by `python -m benchmarks.readme` from quality.json -->"
+END = "<!-- end of quality table -->"
+TYPES = ("how many", "is there", "relation", "what color", "what shape", "what size")
+HEADER = (
+    "| held-out world | captions correct | by objects: 1 / 2 / 3 / 4 | grounding | VQA | "
+    f"by type: {' / '.join(TYPES)} | VQA grounding | concat baseline |"
+)
+BARS = (
+    "| bar | >= 99% | 4 objects >= 97% | >= 95% | >= 98% | each >= 95% | >= 95% | |\n"
+    "| bar, another world or its changed images | within 1.5 / 2 points | | | within 1.5 / 2"
+    " points | | | |"
+)
+
+
+def percent(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def change(value: float, reference: float | None) -> str:
+    return "" if reference is None else f" ({100 * (value - reference):+.1f})"
+
+
+def row(name: str, world: dict, reference: dict | None) -> str:
+    captions, vqa = world["captions"], world["vqa"]["attention"]
+    by_objects = " / ".join(percent(captions["by_objects"].get(str(n))) for n in range(1, 5))
+    by_type = " / ".join(percent(vqa["per_question_type"].get(t)) for t in TYPES)
+    concat = world["vqa"].get("concat")
+    ref_captions = reference["captions"]["correct"] if reference else None
+    ref_vqa = reference["vqa"]["attention"]["accuracy"] if reference else None
+    cells = [
+        name,
+        f"**{percent(captions['correct'])}**{change(captions['correct'], ref_captions)}",
+        by_objects,
+        percent(captions["grounding"]),
+        f"**{percent(vqa['accuracy'])}**{change(vqa['accuracy'], ref_vqa)}",
+        by_type,
+        percent(vqa.get("grounding")),
+        percent(concat["accuracy"]) if concat else "-",
+    ]
+    return "| " + " | ".join(cells) + " |"
+
+
+def quality_table(quality: dict) -> str:
+    """The table of quality.json's worlds; each change is from the world it was made from."""
+    worlds: dict[str, dict] = quality["worlds"]
+    names = list(worlds)
+    lines = [START, HEADER, "|" + "---|" * 8, BARS]
+    for k, name in enumerate(names):
+        base = name.split(",")[0]
+        reference = None if k == 0 else worlds[names[0] if base == name else base]
+        label = name if k == 0 else f"{name} (change from {names[0] if base == name else base})"
+        lines.append(row(label, worlds[name], reference))
+    return "\n".join([*lines, END])

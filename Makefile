@@ -47,19 +47,21 @@ TRAIN := $(GLIMPSE) train captions --data $(WORLD) --resume
 $(WORLD_WRITTEN): | setup
 	$(GLIMPSE) data shapes --out $(WORLD)
 
-captioner: $(WORLD_WRITTEN)  # about 2.5 hours on 2 cores
+captioner: $(WORLD_WRITTEN)  # about 3 hours on 2 cores
 	$(TRAIN) --config shapes-cpu --out runs/captions
 	$(TRAIN) --config shapes-cpu --out runs/captions epochs=9
 	$(TRAIN) --config shapes-scst --out runs/captions-scst
 	$(TRAIN) --config shapes-scst --out runs/captions-scst epochs=4
 	$(TRAIN) --config shapes-scst --out runs/captions-grounded \
 		init_from=runs/captions-scst/model attention_supervision=0.1
-	@echo "the captioner: runs/captions-grounded/model (copy it to models/pretrained/captioner)"
+	$(TRAIN) --config shapes-scst --out runs/captions-robust \
+		init_from=runs/captions-grounded/model attention_supervision=0.1 augmented_views=2
+	@echo "the captioner: runs/captions-robust/model (copy it to models/pretrained/captioner)"
 
 vqa: $(WORLD_WRITTEN)  # about 40 minutes on 2 cores
-	$(GLIMPSE) train vqa --data $(WORLD) --config vqa-shapes --out runs/vqa --resume
+	$(GLIMPSE) train vqa --data $(WORLD) --config vqa-shapes-grounded --out runs/vqa --resume
 	$(GLIMPSE) train vqa --data $(WORLD) --config vqa-shapes --out runs/vqa-concat --resume \
-		'model={"fusion": "concat"}'
+		'model={"fusion": "concat"}' augmented_views=2
 	@echo "the VQA model: runs/vqa/model (copy it to models/pretrained/vqa); baseline: runs/vqa-concat"
 
 clean:

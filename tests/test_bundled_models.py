@@ -1,8 +1,9 @@
 """The bundled models do what the README says on shapes images they never saw: `glimpse
 caption` and `glimpse ask` from a fresh clone, checked against the images' ground truth.
 
-A small world from an unused seed (the full held-out figures are benchmarks/results/
-quality.json); the bars here sit below the measured ones so that only a broken model fails.
+A small world from an unused seed, as drawn and re-encoded (the full held-out figures are
+benchmarks/results/quality.json); the bars here sit below the measured ones so that only a
+broken model fails: relation questions at chance, or captions that a JPEG breaks.
 """
 
 import json
@@ -17,6 +18,8 @@ from training.data.shapes_scene import objects_from_coco
 from training.metrics.shapes import caption_grounding, caption_is_complete
 
 IMAGES = 24
+OVERALL_VQA, RELATION_VQA = 0.9, 0.8  # of 144 questions, 44 of them relations (99% / 98%)
+ROBUST_POINTS = 0.1  # 2 of 24 captions; before augmentation, JPEG q70 cost 35 points
 
 
 @pytest.fixture(scope="module")
@@ -61,3 +64,64 @@ def test_bundled_vqa_answers_unseen_questions(unseen_world: Path) -> None:
         assert result.exit_code == 0, result.output
         right += json.loads(result.output)["answer"] == truth[question["question_id"]]
     assert right >= 0.75 * len(asked)
+
+
+@pytest.fixture(scope="module")
+def bundled_engine():
+    from service.engine import Engine
+    from service.settings import Settings
+
+    settings = Settings()
+    return Engine.from_dirs(settings.caption_model, settings.vqa_model)
+
+
+def vqa_accuracy(engine, world: Path) -> tuple[float, dict[str, float]]:
+    """Share of the world's questions answered with the true answer: overall and by type."""
+    from training.data.vqa import load_vqa_split
+    from training.predict_split import answer_split
+
+    records = load_vqa_split(world, "test")
+    answers, _ = answer_split(engine, records, batch_size=32)
+    right: dict[str, list[bool]] = {}
+    for r in records:
+        answer = answers[r.question_id]
+        right.setdefault(r.question_type, []).append(answer == r.multiple_choice_answer)
+    overall = sum(sum(v) for v in right.values()) / len(records)
+    return overall, {kind: sum(v) / len(v) for kind, v in right.items()}
+
+
+def complete_captions(engine, world: Path) -> float:
+    """Share of the world's images whose beam-3 caption is true and names every object."""
+    from training.data.coco import load_caption_split
+    from training.predict_split import caption_split
+
+    records = load_caption_split(world, "test")
+    captions, _ = caption_split(engine, records, beam_size=3, batch_size=32)
+    annotations = json.loads((world / "annotations" / "instances_test.json").read_text())
+    objects = objects_from_coco(annotations)
+    return sum(
+        caption_is_complete(parse_caption(captions[r.image_id]), objects[r.image_id])
+        for r in records
+    ) / len(records)
+
+
+def test_bundled_vqa_answers_every_type_of_question_on_unseen_images(
+    bundled_engine, unseen_world: Path
+) -> None:
+    overall, by_type = vqa_accuracy(bundled_engine, unseen_world)
+    assert overall >= OVERALL_VQA, by_type
+    assert by_type["relation"] >= RELATION_VQA, by_type  # "is the red circle left of ...?"
+    assert min(by_type.values()) >= RELATION_VQA, by_type
+
+
+@pytest.mark.parametrize("condition", ["jpeg_q70", "resized_192"])
+def test_bundled_models_read_a_jpeg_or_a_smaller_copy_about_as_well(
+    bundled_engine, unseen_world: Path, condition: str
+) -> None:
+    from benchmarks.heldout_worlds import changed_world
+
+    changed = changed_world(unseen_world, condition)
+    assert vqa_accuracy(bundled_engine, changed)[0] >= OVERALL_VQA - ROBUST_POINTS
+    assert complete_captions(bundled_engine, changed) >= (
+        complete_captions(bundled_engine, unseen_world) - ROBUST_POINTS
+    )

@@ -1,10 +1,11 @@
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
 
-from models.checkpoint import CheckpointError, load_pretrained, save_pretrained
+from models.checkpoint import RENAMED, CheckpointError, load_pretrained, save_pretrained
 from models.preprocess import images_to_batch
 
 
@@ -111,39 +112,53 @@ def test_half_precision_weights_load_into_a_float32_model(
         assert torch.allclose(value, full.model.state_dict()[name], atol=1e-2, rtol=1e-3)
 
 
-BUNDLED = Path(__file__).resolve().parents[2] / "models" / "pretrained"
-
-
 @pytest.mark.parametrize(
-    ("head", "old_names", "defaults"),
+    ("index", "old_names", "defaults"),
     [
         (
-            "captioner",
+            0,
             {"lstm.weight_ih": "cells.0.weight_ih", "init_c.bias": "init_state.1.bias"},
             {"cell": "lstm", "num_layers": 1},
         ),
         (
-            "vqa",
+            1,
             {"question.lstm.weight_hh_l0": "question.rnn.weight_hh_l0"},
             {"question_cell": "lstm", "question_layers": 1, "question_bidirectional": False},
         ),
     ],
 )
 def test_a_directory_written_before_the_recurrent_options_loads_unchanged(
-    head: str, old_names: dict[str, str], defaults: dict
+    tiny_model_dirs: tuple[Path, Path],
+    tmp_path: Path,
+    index: int,
+    old_names: dict[str, str],
+    defaults: dict,
 ) -> None:
-    """The bundled models were exported with one LSTM, before today's weight names and config
-    fields existed (tests/api/test_golden.py pins that they still answer byte for byte)."""
-    from safetensors.torch import load_file
+    """A model directory exported with one LSTM, before today's weight names and config fields
+    existed (as the first bundled models were), loads as the model it was."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
 
-    directory = BUNDLED / head
-    written = load_file(directory / "model.safetensors")
-    recorded = json.loads((directory / "config.json").read_text())["model"]
+    source, old = tiny_model_dirs[index], tmp_path / "old"
+    shutil.copytree(source, old)
+    with safe_open(source / "model.safetensors", "pt") as f:
+        metadata = f.metadata()
+    kind = json.loads((source / "config.json").read_text())["model_type"]
+    back = {new: prefix for prefix, new in RENAMED[kind].items()}  # today's name -> the old
+    written = {}
+    for name, tensor in load_file(source / "model.safetensors").items():
+        new = next((n for n in back if name.startswith(n)), None)
+        written[name if new is None else back[new] + name[len(new) :]] = tensor
+    save_file(written, old / "model.safetensors", metadata)
+    config = json.loads((source / "config.json").read_text())
+    config["model"] = {k: v for k, v in config["model"].items() if k not in defaults}
+    (old / "config.json").write_text(json.dumps(config))
     assert old_names.keys() <= written.keys()
-    assert not defaults.keys() & recorded.keys()
-    model = load_pretrained(directory).model
+    model = load_pretrained(old).model
     assert {k: getattr(model.config, k) for k in defaults} == defaults
-    state = model.state_dict()
-    assert len(state) == len(written)
-    for old, new in old_names.items():
-        assert torch.equal(state[new], written[old].float())
+    state, today = model.state_dict(), load_pretrained(source).model.state_dict()
+    assert state.keys() == today.keys()
+    for name, tensor in today.items():
+        assert torch.equal(state[name], tensor)
+    for old_name, new_name in old_names.items():
+        assert torch.equal(state[new_name], written[old_name].float())

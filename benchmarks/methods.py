@@ -26,7 +26,7 @@ import torch
 
 from benchmarks.common import RESULTS, machine, repo_path, table, timed, write_json
 from benchmarks.heldout_worlds import heldout_world
-from benchmarks.quality import caption_quality, vqa_quality
+from benchmarks.quality import caption_quality, vqa_quality, vqa_summary
 from models.text import words
 from service.engine import Engine
 from training.captions_self_critical import SelfCriticalTask
@@ -210,12 +210,7 @@ def caption_heldout(model: Path, root: Path, beam_size: int) -> dict:
 
 
 def vqa_heldout(model: Path, root: Path) -> dict:
-    report = vqa_quality(model, root)
-    return {
-        "accuracy": report["overall"],
-        "per_question_type": report["per_question_type"],
-        "grounding": report["grounding"]["hit_rate"] if "grounding" in report else None,
-    }
+    return vqa_summary(vqa_quality(model, root))
 
 
 def reward_speed(args: argparse.Namespace) -> dict:

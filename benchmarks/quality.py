@@ -185,14 +185,16 @@ def summary(captions: dict, vqa: dict[str, dict]) -> dict:
             "grounding": captions["grounding"]["hit_rate"],
             "CIDEr": captions["CIDEr"],
         },
-        "vqa": {
-            fusion: {
-                "accuracy": report["overall"],
-                "per_question_type": report["per_question_type"],
-                "grounding": report["grounding"]["hit_rate"] if "grounding" in report else None,
-            }
-            for fusion, report in vqa.items()
-        },
+        "vqa": {fusion: vqa_summary(report) for fusion, report in vqa.items()},
+    }
+
+
+def vqa_summary(report: dict) -> dict:
+    """A VQA report's accuracy (overall and by question type) and glimpse grounding."""
+    return {
+        "accuracy": report["overall"],
+        "per_question_type": report["per_question_type"],
+        "grounding": report["grounding"]["hit_rate"] if "grounding" in report else None,
     }
 
 

@@ -48,11 +48,10 @@ def row(name: str, world: dict, reference: dict | None) -> str:
 def quality_table(quality: dict) -> str:
     """The table of quality.json's worlds; each change is from the world it was made from."""
     worlds: dict[str, dict] = quality["worlds"]
-    names = list(worlds)
-    lines = [START, HEADER, "|" + "---|" * 8, BARS]
-    for k, name in enumerate(names):
-        base = name.split(",")[0]
-        reference = None if k == 0 else worlds[names[0] if base == name else base]
-        label = name if k == 0 else f"{name} (change from {names[0] if base == name else base})"
-        lines.append(row(label, worlds[name], reference))
+    first, *others = worlds
+    lines = [START, HEADER, "|" + "---|" * 8, BARS, row(first, worlds[first], None)]
+    for name in others:  # "seed 2" came from the first world, "seed 2, jpeg_q70" from seed 2
+        source = name.split(",")[0]
+        source = first if source == name else source
+        lines.append(row(f"{name} (change from {source})", worlds[name], worlds[source]))
     return "\n".join([*lines, END])

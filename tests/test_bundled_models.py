@@ -93,16 +93,13 @@ def vqa_accuracy(engine, world: Path) -> tuple[float, dict[str, float]]:
 def complete_captions(engine, world: Path) -> float:
     """Share of the world's images whose beam-3 caption is true and names every object."""
     from training.data.coco import load_caption_split
+    from training.metrics.shapes import caption_correctness
     from training.predict_split import caption_split
 
     records = load_caption_split(world, "test")
     captions, _ = caption_split(engine, records, beam_size=3, batch_size=32)
     annotations = json.loads((world / "annotations" / "instances_test.json").read_text())
-    objects = objects_from_coco(annotations)
-    return sum(
-        caption_is_complete(parse_caption(captions[r.image_id]), objects[r.image_id])
-        for r in records
-    ) / len(records)
+    return caption_correctness(captions, annotations)["complete"]
 
 
 def test_bundled_vqa_answers_every_type_of_question_on_unseen_images(

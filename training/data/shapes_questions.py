@@ -55,6 +55,11 @@ Asker = Callable[[list[WorldObject], np.random.Generator], Question | None]
 def make_questions(objects: list[WorldObject], rng: np.random.Generator) -> list[Question]:
     """3 to 6 distinct questions, cycling through the question types in a random order, then
     the relation drill's."""
+    balanced = _balanced(objects, rng)
+    return [*balanced, *_relation_drill(objects, rng, {q.text for q in balanced})]
+
+
+def _balanced(objects: list[WorldObject], rng: np.random.Generator) -> list[Question]:
     wanted = int(rng.integers(MIN_QUESTIONS, MAX_QUESTIONS + 1))
     askers = [_ASKERS[int(k)] for k in rng.permutation(len(_ASKERS))]
     questions: dict[str, Question] = {}
@@ -64,10 +69,8 @@ def make_questions(objects: list[WorldObject], rng: np.random.Generator) -> list
             if question is not None and question.text not in questions:
                 questions[question.text] = question
             if len(questions) == wanted:
-                break
-        if len(questions) == wanted:
-            break
-    return [*questions.values(), *_relation_drill(objects, rng, set(questions))]
+                return list(questions.values())
+    return list(questions.values())
 
 
 def _relation_drill(

@@ -5,8 +5,17 @@ its baseline (the mean of the image's other samples, or its greedy caption's rew
 
 The best epoch is the one whose validation captions score best by what is rewarded, with
 the same weights: correctness for `truth`, CIDEr for `cider_d`, BLEU-4 for `bleu4`.
+
+Under the mean baseline an image whose samples all score alike gives no gradient, and once
+the captioner is good that is most images (with the bundled shapes captioner, 436 of 480
+training images: nearly all with one or two objects). `informative_share` draws that share of
+each batch in proportion to the spread of each image's rewards when it was last drawn (a
+floor keeps every image in reach; the uniform rest of the batch finds the images not drawn
+yet), so the steps go to the images that still teach: prioritised replay (Schaul et al.,
+2016) with the rewards' spread as the priority.
 """
 
+import math
 from pathlib import Path
 
 import torch
@@ -26,6 +35,7 @@ from training.self_critical import Samples, mean_of_others, sample_with_grad, se
 
 # The validation figure that stands for each reward when the best epoch is chosen.
 VALIDATION_METRIC = {"truth": "correct", "cider_d": "CIDEr", "bleu4": "Bleu_4"}
+SPREAD_FLOOR = 0.01  # the priority of an image whose samples agreed, against up to 0.5
 
 
 class SelfCriticalTask(CaptionTask):
@@ -38,16 +48,31 @@ class SelfCriticalTask(CaptionTask):
                 f" {data / 'annotations' / 'instances_val.json'} (the shapes world)"
             )
         self.train_objects = train_instances(data) if cfg.attention_supervision else {}
+        self.informative = round(cfg.informative_share * cfg.batch_size)
+        # the standard deviation of each image's rewards when last drawn; 0 before that
+        self.spread = torch.zeros(len(self.train_set.records))
 
     def batches(self, epoch: int) -> list[list[int]]:
-        """Batches of images (the training records), each to be sampled N times."""
-        lengths = [0] * len(self.train_set.records)
-        return bucketed_batches(lengths, self.cfg.batch_size, self.cfg.seed, epoch)
+        """Batches of images (the training records), each to be sampled N times: the part
+        of each batch drawn uniformly (`loss` adds the informative part), as many batches
+        as without it."""
+        records, size = len(self.train_set.records), self.cfg.batch_size
+        uniform = bucketed_batches([0] * records, size - self.informative, self.cfg.seed, epoch)
+        return uniform[: math.ceil(records / size)]
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return {"spread": self.spread}
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        self.spread = state["spread"].clone()
 
     def loss(self, model: nn.Module, batch: list[int], device: torch.device) -> Tensor:
         """Sampled captions rewarded against their baseline, plus, if set, attention
         supervision on the phrases the samples write."""
         cfg, n = self.cfg, self.cfg.self_critical_samples
+        if self.informative:  # drawn with the run's generator, which a resume restores
+            priority = self.spread + SPREAD_FLOOR
+            batch = batch + torch.multinomial(priority, self.informative).tolist()
         records = [self.train_set.records[i] for i in batch]
         image_ids = [r.image_id for r in records]
         grids = self.train_set.source.many(image_ids, [r.path for r in records])
@@ -57,6 +82,7 @@ class SelfCriticalTask(CaptionTask):
         tokens = samples.tokens.tolist()
         rewards = self.rewards([i for i in image_ids for _ in range(n)], tokens, device)
         rewards = rewards.view(-1, n)  # (B, N)
+        self.spread[batch] = rewards.std(dim=1, correction=0).cpu()
         if cfg.baseline == "greedy":
             baseline = self.greedy_rewards(head, grids, image_ids, device).unsqueeze(1)  # (B, 1)
         else:

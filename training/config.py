@@ -17,6 +17,7 @@ CAPTION_ONLY = (
     "scheduled_sampling_every",
     "scheduled_sampling_step",
     "self_critical_samples",
+    "informative_share",
     *HARD_ATTENTION,
 )
 SAMPLING_RAMP = ("scheduled_sampling_start", "scheduled_sampling_every", "scheduled_sampling_step")
@@ -73,6 +74,9 @@ class TrainConfig:
     # reward of the image's other samples, or that of its "greedy" caption (Rennie et al.)
     reward: dict = field(default_factory=lambda: dict(DEFAULT_REWARD))
     baseline: str = "mean"
+    # the share of each batch's images drawn by how much their samples' rewards disagreed
+    # when last drawn (training/captions_self_critical.py); the rest are drawn uniformly
+    informative_share: float = 0.0
     # hard attention (model={"attention": "hard"}; training/hard_attention.py): the weights of
     # the REINFORCE term of the sampled locations and of their entropy, the decay of the
     # moving-average baseline (teacher forcing), and the probability that a caption is
@@ -143,7 +147,11 @@ class TrainConfig:
             raise ValueError(
                 f"baseline must be one of {', '.join(BASELINES)}, not {self.baseline!r}"
             )
-        defaults = (("reward", DEFAULT_REWARD), ("baseline", "mean"))
+        if not 0.0 <= self.informative_share < 1.0:
+            raise ValueError("informative_share is a share of the batch: from 0 up to (not) 1")
+        if round(self.informative_share * self.batch_size) >= self.batch_size:
+            raise ValueError("informative_share leaves no image of the batch drawn uniformly")
+        defaults = (("reward", DEFAULT_REWARD), ("baseline", "mean"), ("informative_share", 0.0))
         changed = [k for k, default in defaults if getattr(self, k) != default]
         if changed and not self.self_critical_samples:
             raise ValueError(

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import torch
 import torch.distributed as dist
@@ -51,6 +51,16 @@ class Task(Protocol):
 
     def pictures(self, device: torch.device) -> list[tuple[str, Image.Image]]:
         """A few validation images with where the model looked, each with what it said."""
+
+
+@runtime_checkable
+class Stateful(Protocol):
+    """A task that keeps more than its model as it trains (self-critical training's record of
+    which images still teach): checkpointed with the run, so a resumed run goes on the same."""
+
+    def state_dict(self) -> dict[str, Tensor]: ...
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None: ...
 
 
 def bucketed_batches(
@@ -94,6 +104,7 @@ class Run:
     device: torch.device
     ddp: Distributed
     model: nn.Module  # the task's model: what is checkpointed and exported
+    task_state: Stateful | None  # the task, when it keeps a state of its own
     runner: nn.Module  # the model as stepped: inside DDP and torch.compile when they are on
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
@@ -107,7 +118,8 @@ class Run:
         """Save the run atomically (the main process only: every rank holds the same)."""
         if self.ddp.main:
             training = (self.model, self.optimizer, self.scheduler, self.progress)
-            save_state(self.state_path, *training, self.cfg.to_dict())
+            task = self.task_state.state_dict() if self.task_state else None
+            save_state(self.state_path, *training, self.cfg.to_dict(), task)
 
 
 def fit(task: Task, cfg: TrainConfig, out_dir: Path, resume: bool = False) -> FitResult:
@@ -147,8 +159,11 @@ def start(task: Task, cfg: TrainConfig, state_path: Path, resume: bool) -> Run:
     )
     progress = Progress()
     torch.manual_seed(cfg.seed)  # dropout and sampling draws; a resume restores its own
+    task_state = task if isinstance(task, Stateful) else None
     if resume and state_path.is_file():
-        progress = load_state(state_path, model, optimizer, scheduler)
+        progress, saved = load_state(state_path, model, optimizer, scheduler)
+        if task_state and saved:
+            task_state.load_state_dict(saved)
     runner: nn.Module = DistributedDataParallel(model) if ddp.enabled else model
     if cfg.compile:
         runner = torch.compile(runner)
@@ -161,6 +176,7 @@ def start(task: Task, cfg: TrainConfig, state_path: Path, resume: bool) -> Run:
         device=device,
         ddp=ddp,
         model=model,
+        task_state=task_state,
         runner=runner,
         optimizer=optimizer,
         scheduler=scheduler,

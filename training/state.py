@@ -9,6 +9,7 @@ import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -72,7 +73,16 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_state(path: Path, model, optimizer, scheduler, progress: Progress, config: dict) -> None:
+def save_state(
+    path: Path,
+    model,
+    optimizer,
+    scheduler,
+    progress: Progress,
+    config: dict,
+    task: dict[str, Tensor] | None = None,
+) -> None:
+    """Write the run; `task` is what the task itself keeps as it trains (`Stateful`)."""
     tensors: dict[str, Tensor] = {}
     tree = {
         "model": _split(model.state_dict(), "model", tensors),
@@ -81,13 +91,15 @@ def save_state(path: Path, model, optimizer, scheduler, progress: Progress, conf
         "rng": _split(rng_state(), "rng", tensors),
         "progress": progress.__dict__,
         "config": config,
+        "task": _split(task or {}, "task", tensors),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, lambda tmp: save_file(tensors, tmp, metadata={"state": json.dumps(tree)}))
 
 
-def load_state(path: Path, model, optimizer, scheduler) -> Progress:
-    """Restore everything `save_state` wrote; returns where to continue."""
+def load_state(path: Path, model, optimizer, scheduler) -> tuple[Progress, dict[str, Tensor]]:
+    """Restore everything `save_state` wrote; returns where to continue and the task's own
+    state (empty from runs written before tasks kept one)."""
     try:
         with safe_open(str(path), framework="pt") as f:
             tree = json.loads(f.metadata()["state"])
@@ -99,4 +111,5 @@ def load_state(path: Path, model, optimizer, scheduler) -> Progress:
     optimizer.load_state_dict(_int_keys(_join(tree["optimizer"], tensors)))
     scheduler.load_state_dict(_join(tree["scheduler"], tensors))
     set_rng_state(_join(tree["rng"], tensors))
-    return Progress(**tree["progress"])
+    task = cast(dict[str, Tensor], _join(tree.get("task", {}), tensors))
+    return Progress(**tree["progress"]), task

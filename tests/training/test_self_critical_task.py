@@ -97,3 +97,60 @@ def test_self_critical_settings_that_cannot_work_are_clear_errors(
             load_config("shapes-scst", headless(f"init_from={teacher_forced}", *overrides)),
             tiny_world,
         )
+
+
+def informative_task(world: Path, start: Path, *overrides: str) -> SelfCriticalTask:
+    settings = [f"init_from={start}", "batch_size=4", "informative_share=0.5", *overrides]
+    return SelfCriticalTask(load_config("shapes-scst", headless(*settings)), world)
+
+
+def test_informative_share_draws_the_images_whose_samples_disagreed(
+    tiny_world: Path, teacher_forced: Path
+) -> None:
+    task = informative_task(tiny_world, teacher_forced)
+    plain = SelfCriticalTask(
+        load_config("shapes-scst", headless(f"init_from={teacher_forced}", "batch_size=4")),
+        tiny_world,
+    )
+    batches = task.batches(0)
+    assert len(batches) == len(plain.batches(0))  # as many steps an epoch
+    assert {len(b) for b in batches} == {2}  # the other half is drawn by `loss`
+    uniform = batches[0]
+    taught = next(i for i in range(len(task.spread)) if i not in uniform)
+    task.spread = torch.full_like(task.spread, 7.0)  # no reward spreads this far: untouched
+    task.spread[taught] = 1e6
+    torch.manual_seed(0)
+    task.loss(task.model, uniform, CPU)
+    assert task.spread[taught] <= 0.5  # drawn, and given the spread of its 5 rewards
+    assert all(task.spread[i] <= 0.5 for i in uniform)
+    assert (task.spread != 7.0).sum() in (3, 4)  # 2 uniform + 2 informative (one is `taught`)
+
+
+def test_the_record_of_which_images_teach_is_resumed(
+    tiny_world: Path, teacher_forced: Path, tmp_path: Path
+) -> None:
+    from training.loop import STATE_FILE, fit, start
+
+    task = informative_task(tiny_world, teacher_forced, "epochs=1")
+    task.spread = torch.full_like(task.spread, 7.0)  # no reward spreads this far
+    fit(task, task.cfg, tmp_path)
+    assert (task.spread <= 0.5).any()  # images were drawn and scored
+    resumed = informative_task(tiny_world, teacher_forced, "epochs=1")
+    start(resumed, resumed.cfg, tmp_path / STATE_FILE, resume=True)
+    assert torch.equal(resumed.spread, task.spread)
+
+
+@pytest.mark.parametrize(
+    ("recipe", "overrides", "message"),
+    [
+        ("shapes-scst", ["informative_share=1.0"], "informative_share"),
+        ("shapes-scst", ["informative_share=-0.1"], "informative_share"),
+        ("shapes-scst", ["batch_size=2", "informative_share=0.75"], "no image"),
+        ("shapes-cpu", ["informative_share=0.5"], "self-critical"),
+    ],
+)
+def test_informative_share_out_of_reach_is_a_clear_error(
+    recipe: str, overrides: list[str], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        load_config(recipe, overrides)

@@ -17,6 +17,9 @@
   (their centres and the steps between them) through a ReLU layer, multiplied elementwise by
   a projection of the question (low-rank bilinear pooling, Kim et al., 2017), so the question
   picks which comparison matters; a concatenation leaves that product to the classifier.
+  With `whole_image`, the classifier also reads the mean of all cells (the concat baseline's
+  vector, a glimpse over the whole image): glimpses taught to look at the objects a question
+  names hold two of them, and "how many shapes are there?" with four is in neither.
 
 Answers are classes (the N most frequent training answers), trained against soft VQA scores.
 Unlike SAAA the image cells are not L2-normalised: at d = 256 that left each image dimension
@@ -57,6 +60,7 @@ class VQAConfig:
     question_bidirectional: bool = False  # the question vector is then 2 * question_dim wide
     glimpse_centres: bool = False  # attention fusion: glimpses located and chained (above)
     relation_dim: int = 0  # with glimpse_centres: width of the computed comparison (above)
+    whole_image: bool = False  # attention fusion: the classifier also reads the mean cell
 
     def __post_init__(self) -> None:
         rows, cols = self.grid  # JSON gives a list
@@ -79,6 +83,10 @@ class VQAConfig:
             raise ValueError(f"relation_dim must be a whole number >= 0, got {self.relation_dim!r}")
         if self.relation_dim and not (self.glimpse_centres and self.glimpses >= 2):
             raise ValueError("relation_dim needs glimpse_centres and 2 or more glimpses")
+        if not isinstance(self.whole_image, bool):
+            raise ValueError("whole_image must be true or false")
+        if self.whole_image and self.fusion != "attention":
+            raise ValueError("whole_image adds to the attention fusion (concat reads it alone)")
 
     @property
     def question_size(self) -> int:
@@ -138,7 +146,9 @@ class VQAModel(nn.Module):
             geometry = 2 * glimpses + 2 * (glimpses - 1)  # centres, then the steps between them
             self.relate_geometry = nn.Linear(geometry, cfg.relation_dim)
             self.relate_question = nn.Linear(cfg.question_size, cfg.relation_dim)
-        pooled = glimpses * (cfg.d_model + (2 if located else 0))
+        pooled = glimpses * (cfg.d_model + (2 if located else 0)) + (
+            cfg.d_model if cfg.whole_image else 0
+        )
         self.classifier = nn.Sequential(
             nn.Linear(pooled + cfg.question_size + cfg.relation_dim, cfg.classifier_dim),
             nn.ReLU(),
@@ -173,6 +183,8 @@ class VQAModel(nn.Module):
                 logits = self.glimpse(self.dropout(torch.relu(joint)))  # (B, L, G)
                 maps = logits.transpose(1, 2).softmax(dim=-1)  # (B, G, L)
                 pooled = self.dropout(torch.bmm(maps, image).flatten(1))  # (B, G*d)
+            if self.config.whole_image:
+                pooled = torch.cat([pooled, self.dropout(image.mean(dim=1))], dim=1)
         else:
             pooled = self.dropout(image.mean(dim=1))  # (B, d)
         logits = self.classifier(torch.cat([pooled, self.dropout(question), *relation], dim=1))

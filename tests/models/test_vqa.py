@@ -64,7 +64,7 @@ def test_unknown_fusion_is_rejected() -> None:
 
 def located(**overrides) -> VQAModel:
     torch.manual_seed(2)
-    config = tiny_vqa_config(15, 6, 10, (2, 3), glimpse_centres=True, **overrides)
+    config = tiny_vqa_config(15, 6, 10, (2, 3), **{"glimpse_centres": True, **overrides})
     return VQAModel(config).eval()
 
 
@@ -160,3 +160,23 @@ def test_located_glimpses_train_save_and_load(tmp_path) -> None:
 def test_glimpse_centres_must_be_a_boolean() -> None:
     with pytest.raises(ValueError, match="glimpse_centres"):
         VQAConfig(vocab_size=3, num_answers=2, feat_dim=4, glimpse_centres="yes")
+
+
+@pytest.mark.parametrize("glimpse_centres", [False, True])
+def test_the_whole_image_is_read_beside_the_glimpses(glimpse_centres: bool) -> None:
+    model = located(whole_image=True, glimpse_centres=glimpse_centres)
+    features = torch.randn(1, 6, 10)
+    seen, _ = classifier_input(model, features)
+    cfg = model.config
+    glimpse_width = 2 * (cfg.d_model + (2 if glimpse_centres else 0))
+    whole = seen[glimpse_width : glimpse_width + cfg.d_model]
+    assert torch.allclose(whole, model.adapter(features)[0].mean(dim=0), atol=1e-6)
+    assert model.classifier[0].in_features == glimpse_width + cfg.d_model + cfg.question_size
+
+
+@pytest.mark.parametrize(
+    "settings", [{"whole_image": "yes"}, {"whole_image": True, "fusion": "concat"}]
+)
+def test_whole_image_is_a_boolean_of_the_attention_fusion(settings: dict) -> None:
+    with pytest.raises(ValueError, match="whole_image"):
+        VQAConfig(vocab_size=3, num_answers=2, feat_dim=4, **settings)

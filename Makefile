@@ -58,7 +58,7 @@ captioner: $(WORLD_WRITTEN)  # about 3 hours on 2 cores
 		init_from=runs/captions-grounded/model attention_supervision=0.1 augmented_views=2
 	@echo "the captioner: runs/captions-robust/model (copy it to models/pretrained/captioner)"
 
-vqa: $(WORLD_WRITTEN)  # about 40 minutes on 2 cores
+vqa: $(WORLD_WRITTEN)  # about an hour on 2 cores
 	$(GLIMPSE) train vqa --data $(WORLD) --config vqa-shapes-grounded --out runs/vqa --resume
 	$(GLIMPSE) train vqa --data $(WORLD) --config vqa-shapes --out runs/vqa-concat --resume \
 		'model={"fusion": "concat"}' augmented_views=2

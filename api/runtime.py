@@ -94,7 +94,7 @@ class TrimWhenIdle:
                 loop.call_later(self.delay_s, self._trim_if_idle, self._arrivals)
 
     def _trim_if_idle(self, arrivals: int) -> None:
-        if self.in_flight or arrivals != self._arrivals:
-            return  # not idle since: the request that ends this busy spell will call back
+        if arrivals != self._arrivals:
+            return  # a request came since (and may be in flight): the last to end calls back
         if self._trimming is None or self._trimming.done():
             self._trimming = asyncio.get_running_loop().run_in_executor(None, self.trim)

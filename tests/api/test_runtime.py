@@ -2,6 +2,7 @@
 
 import asyncio
 import threading
+from collections.abc import Callable
 
 from api.runtime import TrimWhenIdle
 
@@ -17,25 +18,52 @@ class Held:
 
 
 def test_memory_is_returned_once_no_request_has_been_in_flight_for_the_delay() -> None:
+    """The loop's timers are caught and fired by hand, so no late wake-up can decide it."""
+
     async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        timers: list[tuple[float, Callable, tuple]] = []
+
+        def call_later(delay: float, callback: Callable, *args: object) -> object:
+            if getattr(callback, "__self__", None) is middleware:
+                return timers.append((delay, callback, args))
+            return original(delay, callback, *args)  # asyncio.sleep's own timers
+
+        original, loop.call_later = loop.call_later, call_later  # type: ignore[method-assign]
+
+        def fire(index: int) -> None:
+            delay, callback, args = timers[index]
+            assert delay == 0.5
+            callback(*args)
+
         trims = threading.Semaphore(0)
         app = Held()
-        # Margins of 150 ms or more on every side, so a loaded machine's late wake-ups
-        # cannot pass for a trim that came too early or too late.
         middleware = TrimWhenIdle(app, delay_s=0.5, trim=trims.release)
         first = asyncio.create_task(middleware({"type": "http"}, None, None))
-        await asyncio.sleep(0.7)
-        assert not trims.acquire(blocking=False)  # busy: nothing is trimmed
+        await asyncio.sleep(0)
+        assert timers == []  # busy: no idle spell has begun
         app.release.set()
         await first
-        await asyncio.sleep(0.3)
+        assert len(timers) == 1  # the first idle spell
         await middleware({"type": "http"}, None, None)  # a request within the delay
-        await asyncio.sleep(0.35)  # past the first spell's end (0.5), before the second's (0.8)
+        assert len(timers) == 2
+        fire(0)
+        await asyncio.sleep(0.1)
         assert not trims.acquire(blocking=False)  # the first idle spell was cut short
-        await asyncio.sleep(0.3)
-        assert trims.acquire(timeout=2)  # idle for the delay: trimmed once
-        await asyncio.sleep(0.7)
-        assert not trims.acquire(blocking=False)
+
+        app.release.clear()
+        held = asyncio.create_task(middleware({"type": "http"}, None, None))
+        await asyncio.sleep(0)
+        fire(1)
+        await asyncio.sleep(0.1)
+        assert not trims.acquire(blocking=False)  # a request in flight: never trimmed
+        app.release.set()
+        await held
+        assert len(timers) == 3
+        fire(2)
+        assert trims.acquire(timeout=5)  # idle for the delay: trimmed once
+        await asyncio.sleep(0.1)
+        assert not trims.acquire(blocking=False) and len(timers) == 3  # once, and no more
 
     asyncio.run(scenario())
 

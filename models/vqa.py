@@ -20,6 +20,11 @@
   With `whole_image`, the classifier also reads the mean of all cells (the concat baseline's
   vector, a glimpse over the whole image): glimpses taught to look at the objects a question
   names hold two of them, and "how many shapes are there?" with four is in neither.
+  With `count_maps` K, it also reads K counts: per cell, a sigmoid of the same
+  image-question joint the glimpses score, summed over the grid. A softmax normalises the
+  number of matching cells away, a sigmoid keeps it (the point of Zhang et al., 2018, who
+  count from the attention weights before their normalisation), and the question picks
+  what is counted ("how many red shapes?").
 
 Answers are classes (the N most frequent training answers), trained against soft VQA scores.
 Unlike SAAA the image cells are not L2-normalised: at d = 256 that left each image dimension
@@ -37,6 +42,7 @@ from models.grid import GridAdapter
 from models.text import PAD_ID
 
 FUSIONS = ("attention", "concat")
+COUNT_BIAS = -4.0  # count maps start near off: each of 256 cells gates ~0.018, a sum ~4.6
 RNNS: dict[str, type[nn.LSTM] | type[nn.GRU]] = {"lstm": nn.LSTM, "gru": nn.GRU}
 
 
@@ -61,6 +67,7 @@ class VQAConfig:
     glimpse_centres: bool = False  # attention fusion: glimpses located and chained (above)
     relation_dim: int = 0  # with glimpse_centres: width of the computed comparison (above)
     whole_image: bool = False  # attention fusion: the classifier also reads the mean cell
+    count_maps: int = 0  # attention fusion: sums of K question-gated sigmoid maps (above)
 
     def __post_init__(self) -> None:
         rows, cols = self.grid  # JSON gives a list
@@ -87,6 +94,10 @@ class VQAConfig:
             raise ValueError("whole_image must be true or false")
         if self.whole_image and self.fusion != "attention":
             raise ValueError("whole_image adds to the attention fusion (concat reads it alone)")
+        if not (isinstance(self.count_maps, int) and self.count_maps >= 0):
+            raise ValueError(f"count_maps must be a whole number >= 0, got {self.count_maps!r}")
+        if self.count_maps and self.fusion != "attention":
+            raise ValueError("count_maps gates the attention fusion's image-question joint")
 
     @property
     def question_size(self) -> int:
@@ -137,6 +148,9 @@ class VQAModel(nn.Module):
             self.attend_image = nn.Linear(cfg.d_model, cfg.attn_dim)
             self.attend_question = nn.Linear(cfg.question_size, cfg.attn_dim, bias=False)
             self.glimpse = nn.Linear(cfg.attn_dim, glimpses)
+        if cfg.count_maps:
+            self.count = nn.Linear(cfg.attn_dim, cfg.count_maps)
+            nn.init.constant_(self.count.bias, COUNT_BIAS)
         located = cfg.fusion == "attention" and cfg.glimpse_centres
         if located:
             self.register_buffer("cells", cell_centres(cfg.grid), persistent=False)  # (L, 2)
@@ -146,8 +160,10 @@ class VQAModel(nn.Module):
             geometry = 2 * glimpses + 2 * (glimpses - 1)  # centres, then the steps between them
             self.relate_geometry = nn.Linear(geometry, cfg.relation_dim)
             self.relate_question = nn.Linear(cfg.question_size, cfg.relation_dim)
-        pooled = glimpses * (cfg.d_model + (2 if located else 0)) + (
-            cfg.d_model if cfg.whole_image else 0
+        pooled = (
+            glimpses * (cfg.d_model + (2 if located else 0))
+            + (cfg.d_model if cfg.whole_image else 0)
+            + cfg.count_maps
         )
         self.classifier = nn.Sequential(
             nn.Linear(pooled + cfg.question_size + cfg.relation_dim, cfg.classifier_dim),
@@ -185,6 +201,9 @@ class VQAModel(nn.Module):
                 pooled = self.dropout(torch.bmm(maps, image).flatten(1))  # (B, G*d)
             if self.config.whole_image:
                 pooled = torch.cat([pooled, self.dropout(image.mean(dim=1))], dim=1)
+            if self.config.count_maps:
+                gates = self.count(self.dropout(torch.relu(joint))).sigmoid()  # (B, L, K)
+                pooled = torch.cat([pooled, gates.sum(dim=1)], dim=1)
         else:
             pooled = self.dropout(image.mean(dim=1))  # (B, d)
         logits = self.classifier(torch.cat([pooled, self.dropout(question), *relation], dim=1))

@@ -180,3 +180,34 @@ def test_the_whole_image_is_read_beside_the_glimpses(glimpse_centres: bool) -> N
 def test_whole_image_is_a_boolean_of_the_attention_fusion(settings: dict) -> None:
     with pytest.raises(ValueError, match="whole_image"):
         VQAConfig(vocab_size=3, num_answers=2, feat_dim=4, **settings)
+
+
+def test_count_maps_sum_a_sigmoid_over_the_cells_where_a_softmax_would_not() -> None:
+    model = located(count_maps=2)
+    glimpse_width = 2 * (model.config.d_model + 2)
+    features = torch.randn(1, 6, 10)
+    with torch.no_grad():
+        model.count.weight.zero_()
+        model.count.bias.copy_(torch.tensor([20.0, -20.0]))  # every cell on; every cell off
+    seen, _ = classifier_input(model, features)
+    assert torch.allclose(seen[glimpse_width:][:2], torch.tensor([6.0, 0.0]), atol=1e-4)
+    assert model.classifier[0].in_features == glimpse_width + 2 + model.config.question_size
+
+
+def test_what_is_counted_depends_on_the_question() -> None:
+    model = located(count_maps=3)
+    start = 2 * (model.config.d_model + 2)
+    features = torch.randn(1, 6, 10).expand(2, 6, 10)
+    seen = []
+    hook = model.classifier[0].register_forward_pre_hook(lambda _, x: seen.append(x[0]))
+    model(features, QUESTIONS[:2], LENGTHS[:2])
+    hook.remove()
+    counts = seen[0][:, start : start + 3]
+    assert ((counts > 0) & (counts < 6)).all()
+    assert not torch.allclose(counts[0], counts[1], atol=1e-3)
+
+
+@pytest.mark.parametrize("settings", [{"count_maps": -1}, {"count_maps": 2, "fusion": "concat"}])
+def test_count_maps_is_a_whole_number_for_the_attention_fusion(settings: dict) -> None:
+    with pytest.raises(ValueError, match="count_maps"):
+        VQAConfig(vocab_size=3, num_answers=2, feat_dim=4, **settings)

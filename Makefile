@@ -56,7 +56,9 @@ captioner: $(WORLD_WRITTEN)  # about 3 hours on 2 cores
 		init_from=runs/captions-scst/model attention_supervision=0.1
 	$(TRAIN) --config shapes-scst --out runs/captions-robust \
 		init_from=runs/captions-grounded/model attention_supervision=0.1 augmented_views=2
-	@echo "the captioner: runs/captions-robust/model (copy it to models/pretrained/captioner)"
+	$(TRAIN) --config shapes-scst --out runs/captions-more \
+		init_from=runs/captions-robust/model attention_supervision=0.1 augmented_views=2 epochs=3
+	@echo "the captioner: runs/captions-more/model (copy it to models/pretrained/captioner)"
 
 vqa: $(WORLD_WRITTEN)  # about an hour on 2 cores
 	$(GLIMPSE) train vqa --data $(WORLD) --config vqa-shapes-grounded --out runs/vqa --resume

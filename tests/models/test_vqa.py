@@ -90,13 +90,22 @@ def test_each_located_glimpse_after_the_first_looks_from_the_one_before() -> Non
     assert not torch.allclose(other_logits, logits)
 
 
-def classifier_input(model: VQAModel, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The classifier's input for the first question, caught on its way in, and the maps."""
+def classifier_inputs(
+    model: VQAModel, features: torch.Tensor, questions: int = 1
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The classifier's inputs for the first `questions` questions, caught on their way in,
+    and the maps."""
     seen = []
     hook = model.classifier[0].register_forward_pre_hook(lambda _, x: seen.append(x[0]))
-    _, maps, _ = model(features, QUESTIONS[:1], LENGTHS[:1])
+    _, maps, _ = model(features, QUESTIONS[:questions], LENGTHS[:questions])
     hook.remove()
-    return seen[0][0], maps[0]
+    return seen[0], maps
+
+
+def classifier_input(model: VQAModel, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The classifier's input for the first question, and its maps."""
+    seen, maps = classifier_inputs(model, features)
+    return seen[0], maps[0]
 
 
 def test_the_classifier_reads_where_each_glimpse_looked_even_under_dropout() -> None:
@@ -198,11 +207,8 @@ def test_what_is_counted_depends_on_the_question() -> None:
     model = located(count_maps=3)
     start = 2 * (model.config.d_model + 2)
     features = torch.randn(1, 6, 10).expand(2, 6, 10)
-    seen = []
-    hook = model.classifier[0].register_forward_pre_hook(lambda _, x: seen.append(x[0]))
-    model(features, QUESTIONS[:2], LENGTHS[:2])
-    hook.remove()
-    counts = seen[0][:, start : start + 3]
+    seen, _ = classifier_inputs(model, features, questions=2)
+    counts = seen[:, start : start + 3]
     assert ((counts > 0) & (counts < 6)).all()
     assert not torch.allclose(counts[0], counts[1], atol=1e-3)
 

@@ -1,6 +1,11 @@
 """Additive attention (Bahdanau et al., 2015), as in Show, Attend and Tell (Xu et al., 2015).
 
 e_ti = w^T tanh(W_a a_i + W_h h_{t-1});  alpha_t = softmax_i(e_t).
+With `word_dim`, the query also reads the word just written: + W_e E y_{t-1}. In the paper's
+step h_{t-1} was computed before y_{t-1} was chosen, so the map a word is written with cannot
+know which colour the caption just committed to; reading y_{t-1} first is the order of
+Anderson et al.'s (2018) attention LSTM. W_e starts at zero, so a trained model given it
+attends as before until training moves it.
 Soft attention's context is the expected annotation z_t = sum_i alpha_ti a_i (section 4.2);
 hard attention's is the annotation a_{s_t} of one location s_t chosen from alpha_t (section
 4.1), by a `LocationPolicy` the caller sets: the most likely cell by default, a sample while
@@ -20,33 +25,35 @@ from torch import Tensor, nn
 
 
 class SoftAttention(nn.Module):
-    def __init__(self, feat_dim: int, hidden_dim: int, attn_dim: int) -> None:
+    def __init__(self, feat_dim: int, hidden_dim: int, attn_dim: int, word_dim: int = 0) -> None:
         super().__init__()
         self.feat_proj = nn.Linear(feat_dim, attn_dim)  # W_a
         self.hidden_proj = nn.Linear(hidden_dim, attn_dim, bias=False)  # W_h
+        self.word_proj = nn.Linear(word_dim, attn_dim, bias=False) if word_dim else None  # W_e
+        if self.word_proj is not None:
+            nn.init.zeros_(self.word_proj.weight)
         self.score = nn.Linear(attn_dim, 1)  # w
 
     def project(self, features: Tensor) -> Tensor:
         """W_a a_i for every cell, once per image: (B, L, D) -> (B, L, A)."""
         return self.feat_proj(features)
 
-    def weights(self, projected: Tensor, hidden: Tensor) -> Tensor:
+    def weights(self, projected: Tensor, hidden: Tensor, word: Tensor) -> Tensor:
         """alpha (B*K, L) of B*K states `hidden` over B images, K per image in order (rows
-        b*K .. b*K+K-1 look at image b)."""
+        b*K .. b*K+K-1 look at image b); `word` (B*K, E), the embedded y_{t-1}, is read when
+        the attention has W_e."""
         b, cells, _ = projected.shape
         k = hidden.size(0) // b
-        energy = projected.unsqueeze(1) + self.hidden_proj(hidden).view(b, k, 1, -1)
+        query = self.hidden_proj(hidden)
+        if self.word_proj is not None:
+            query = query + self.word_proj(word)
+        energy = projected.unsqueeze(1) + query.view(b, k, 1, -1)
         return self.score(energy.tanh_()).view(b, k, cells).softmax(dim=-1).flatten(0, 1)
 
     def context(self, alpha: Tensor, features: Tensor) -> Tensor:
         """The expected annotation (B*K, D) under alpha (B*K, L), over features (B, L, D)."""
         b, cells, _ = features.shape
         return torch.bmm(alpha.view(b, -1, cells), features).flatten(0, 1)
-
-    def forward(self, projected: Tensor, features: Tensor, hidden: Tensor) -> tuple[Tensor, Tensor]:
-        """Context (B*K, D) and weights (B*K, L), as `weights` and `context`."""
-        alpha = self.weights(projected, hidden)
-        return self.context(alpha, features), alpha
 
 
 class Locations(NamedTuple):

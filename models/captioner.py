@@ -51,6 +51,7 @@ class CaptionerConfig:
     cell: str = "lstm"  # or "gru"
     num_layers: int = 1
     attention: str = "soft"  # or "hard": one location per word (Xu et al., section 4.1)
+    word_query: bool = False  # the attention query reads y_{t-1} too (models/attention.py)
 
     def __post_init__(self) -> None:
         h, w = self.grid  # JSON gives a list
@@ -108,7 +109,8 @@ class Captioner(nn.Module):
         self.init_state = nn.ModuleList(
             nn.Linear(cfg.d_model, layers * hidden) for _ in range(cfg.state_parts)
         )
-        self.attention = SoftAttention(cfg.d_model, hidden, cfg.attn_dim)
+        word_dim = cfg.embed_dim if cfg.word_query else 0
+        self.attention = SoftAttention(cfg.d_model, hidden, cfg.attn_dim, word_dim)
         self.f_beta = nn.Linear(hidden, 1)
         inputs = [cfg.embed_dim + cfg.d_model] + [hidden] * (layers - 1)
         self.cells = nn.ModuleList(CELLS[cfg.cell](size, hidden) for size in inputs)
@@ -139,10 +141,10 @@ class Captioner(nn.Module):
     def step(self, tokens: Tensor, prepared: Prepared) -> tuple[Tensor, State, Tensor]:
         """One step: previous words (B*K,) -> logits (B*K, V), new state, alpha (B*K, L)."""
         top = prepared.state[0][:, -1]  # h_{t-1} of the top layer (B*K, H)
-        alpha = self.attention.weights(prepared.projected, top)  # (B*K, L)
+        emb = self.embed(tokens)  # (B*K, E)
+        alpha = self.attention.weights(prepared.projected, top, emb)  # (B*K, L)
         context = self.glimpse(alpha, prepared.features)  # (B*K, d)
         gated = torch.sigmoid(self.f_beta(top)) * context  # (B, d)
-        emb = self.embed(tokens)  # (B, E)
         state = self.recur(torch.cat([emb, gated], dim=1), prepared.state)
         h = state[0][:, -1]  # h_t of the top layer (B, H)
         deep = emb + self.out_h(self.dropout(h)) + self.out_z(gated)  # (B, E)

@@ -7,7 +7,7 @@ The regimes differ only in their batches and their loss: teacher forcing
 """
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -132,11 +132,20 @@ class CaptionTask:
         )
 
 
+# Model fields that training from an export may switch on: each adds weights that start at
+# zero, so the model starts where the export stopped.
+GROWN_FROM_ZERO = ("word_query",)
+
+
 def start_from(cfg: TrainConfig) -> tuple[Captioner, PreTrainedTokenizerFast]:
-    """The head and vocabulary of the exported captioner `cfg.init_from`, to go on training it."""
+    """The head and vocabulary of the exported captioner `cfg.init_from`, to go on training it
+    (with the parts `cfg.model` switches on, from `GROWN_FROM_ZERO`)."""
     path = cfg.init_from
-    if cfg.model:
-        raise ValueError("init_from brings the model's own config: drop the model=... setting")
+    if other := sorted(set(cfg.model) - set(GROWN_FROM_ZERO)):
+        raise ValueError(
+            f"init_from brings the model's own config: model=... may switch on"
+            f" {', '.join(GROWN_FROM_ZERO)} only, not {', '.join(other)}"
+        )
     checkpoint = load_pretrained(path)
     if checkpoint.kind != "captioner":
         raise ValueError(f"init_from {path} is a {checkpoint.kind} model, not a captioner")
@@ -152,4 +161,16 @@ def start_from(cfg: TrainConfig) -> tuple[Captioner, PreTrainedTokenizerFast]:
             f"init_from {path} was trained on encoder {asdict(checkpoint.encoder)},"
             f" the recipe asks for {asdict(expected)}"
         )
-    return checkpoint.model.float(), checkpoint.tokenizer
+    return grown(checkpoint.model.float(), cfg.model), checkpoint.tokenizer
+
+
+def grown(model: Captioner, changes: dict) -> Captioner:
+    """`model` with the config `changes`, its trained weights kept and any new ones at their
+    (zero) start; a change that would drop trained weights is refused."""
+    if not changes:
+        return model
+    bigger = Captioner(replace(model.config, **changes))
+    _, dropped = bigger.load_state_dict(model.state_dict(), strict=False)
+    if dropped:
+        raise ValueError(f"model={changes} would drop trained weights: {', '.join(dropped)}")
+    return bigger

@@ -109,3 +109,27 @@ def test_attention_supervision_moves_the_attention_onto_the_targets() -> None:
         optimizer.step()
         losses.append(loss.item())
     assert losses[-1] < 0.2 * losses[0]
+
+
+def attention_after(model: Captioner, features: torch.Tensor, words: list[int]) -> torch.Tensor:
+    """The maps (len(words), L) the first step would write with, one per word just written,
+    all from the same initial state."""
+    prepared = model.prepare(features.expand(len(words), -1, -1)).beams(1)
+    _, _, alpha = model.step(torch.tensor(words), prepared)
+    return alpha
+
+
+@torch.no_grad()
+def test_word_query_attends_with_the_word_just_written() -> None:
+    torch.manual_seed(0)
+    model = Captioner(tiny_captioner_config(20, 12, (3, 4), hidden_dim=24, word_query=True))
+    features = torch.randn(1, 12, 12)
+    assert not model.attention.word_proj.weight.any()  # W_e starts at zero
+    alpha = attention_after(model, features, [5, 6])
+    assert torch.allclose(alpha[0], alpha[1])  # so it attends as the plain model would
+    torch.nn.init.normal_(model.attention.word_proj.weight)  # once training has moved it
+    alpha = attention_after(model, features, [5, 6])
+    assert not torch.allclose(alpha[0], alpha[1], atol=1e-3)
+    plain = make_captioner()
+    alpha = attention_after(plain, features, [5, 6])
+    assert torch.allclose(alpha[0], alpha[1])  # the paper's query: h_{t-1} only

@@ -127,7 +127,8 @@ def fit(task: Task, cfg: TrainConfig, out_dir: Path, resume: bool = False) -> Fi
     run = start(task, cfg, out_dir / STATE_FILE, resume)
     result = FitResult()
     log = TrainingLog(out_dir, run.ddp.main)
-    while run.progress.epoch < cfg.epochs:
+    result.stopped_early = stop_early(run)  # a resumed run that stopped early stays stopped
+    while run.progress.epoch < cfg.epochs and not result.stopped_early:
         spent = train_one_epoch(task, run, log)
         if run.ddp.main:
             metrics, pictures = evaluate(task, run.model, run.device)
@@ -137,9 +138,7 @@ def fit(task: Task, cfg: TrainConfig, out_dir: Path, resume: bool = False) -> Fi
         if spent:
             result.out_of_time = True
             break
-        if stop_early(run):
-            result.stopped_early = True
-            break
+        result.stopped_early = stop_early(run)
     if run.ddp.enabled:
         dist.barrier()
     return result

@@ -67,6 +67,9 @@ def test_a_run_stops_when_the_score_stops_improving(tmp_path: Path) -> None:
     assert result.stopped_early and [h["epoch"] for h in result.history] == [1, 2]
     assert result.best_metrics == {"score": -3.0} and task.exports == 1
     assert len(task.trained) == 6 and (tmp_path / "train_state.safetensors").is_file()
+    again = RecordingTask()  # `make` run again: the resumed run has nothing left to do
+    result = fit(again, CONFIG, tmp_path, resume=True)
+    assert result.stopped_early and again.trained == [] and again.exports == 0
 
 
 def test_a_spent_time_budget_ends_training_after_that_step_and_keeps_its_model(

@@ -56,8 +56,8 @@ class Experiment:
         return self.group == SCST
 
 
-# The captioner rows were measured with the paper's attention query, before the recipe's read
-# the word just written too (attention-word-query is that change at the same budget).
+# The captioner rows were measured with the paper's attention query, before the recipe's query
+# read the word just written too (attention-word-query is that change at the same budget).
 PAPER_QUERY = {"word_query": False}
 
 EXPERIMENTS = {

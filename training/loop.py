@@ -127,7 +127,8 @@ def fit(task: Task, cfg: TrainConfig, out_dir: Path, resume: bool = False) -> Fi
     run = start(task, cfg, out_dir / STATE_FILE, resume)
     result = FitResult()
     log = TrainingLog(out_dir, run.ddp.main)
-    result.stopped_early = stop_early(run)  # a resumed run that stopped early stays stopped
+    # a resumed run that had stopped early stays stopped (a fresh one trains, whatever patience)
+    result.stopped_early = run.progress.epoch > 0 and stop_early(run)
     while run.progress.epoch < cfg.epochs and not result.stopped_early:
         spent = train_one_epoch(task, run, log)
         if run.ddp.main:

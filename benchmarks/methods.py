@@ -56,9 +56,10 @@ class Experiment:
         return self.group == SCST
 
 
-# The captioner rows were measured with the paper's attention query, before the recipe's query
-# read the word just written too (attention-word-query is that change at the same budget).
-PAPER_QUERY = {"word_query": False}
+# The captioner rows were measured with the paper's attention, before the recipe's query read
+# the word just written and the summed past alphas (attention-word-query, attention-coverage:
+# those changes at the same budget).
+PAPER_QUERY = {"word_query": False, "coverage": False}
 
 EXPERIMENTS = {
     "scst-truth": Experiment(SCST, "shapes-scst", {"reward": {"truth": 1.0}}),
@@ -84,7 +85,12 @@ EXPERIMENTS = {
             ("-sampled", {"hard_reinforce": 1.0, "hard_expected_context": 0.0}),  # no expected
         )
     },
-    "attention-word-query": Experiment(ATTENTION, "shapes-cpu", {"model": {"word_query": True}}),
+    "attention-word-query": Experiment(
+        ATTENTION, "shapes-cpu", {"model": {"word_query": True, "coverage": False}}
+    ),
+    "attention-coverage": Experiment(
+        ATTENTION, "shapes-cpu", {"model": {"word_query": True, "coverage": True}}
+    ),
     **{
         f"question-{cell}": Experiment(
             QUESTION_CELLS, "vqa-shapes", {"model": {"question_cell": cell}}

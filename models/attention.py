@@ -6,6 +6,9 @@ step h_{t-1} was computed before y_{t-1} was chosen, so the map a word is writte
 know which colour the caption just committed to; reading y_{t-1} first is the order of
 Anderson et al.'s (2018) attention LSTM. W_e starts at zero, so a trained model given it
 attends as before until training moves it.
+With `coverage`, the energy also reads how much each cell has been attended so far,
++ w_c c_ti with c_t = sum_{t'<t} alpha_t' (Tu et al., 2016; See et al., 2017): a caption that
+has described an object can see it has, instead of naming it twice. w_c starts at zero too.
 Soft attention's context is the expected annotation z_t = sum_i alpha_ti a_i (section 4.2);
 hard attention's is the annotation a_{s_t} of one location s_t chosen from alpha_t (section
 4.1), by a `LocationPolicy` the caller sets: the most likely cell by default, a sample while
@@ -25,29 +28,41 @@ from torch import Tensor, nn
 
 
 class SoftAttention(nn.Module):
-    def __init__(self, feat_dim: int, hidden_dim: int, attn_dim: int, word_dim: int = 0) -> None:
+    def __init__(
+        self,
+        feat_dim: int,
+        hidden_dim: int,
+        attn_dim: int,
+        word_dim: int = 0,
+        coverage: bool = False,
+    ) -> None:
         super().__init__()
         self.feat_proj = nn.Linear(feat_dim, attn_dim)  # W_a
         self.hidden_proj = nn.Linear(hidden_dim, attn_dim, bias=False)  # W_h
         self.word_proj = nn.Linear(word_dim, attn_dim, bias=False) if word_dim else None  # W_e
         if self.word_proj is not None:
             nn.init.zeros_(self.word_proj.weight)
+        self.coverage_weight = nn.Parameter(torch.zeros(attn_dim)) if coverage else None  # w_c
         self.score = nn.Linear(attn_dim, 1)  # w
 
     def project(self, features: Tensor) -> Tensor:
         """W_a a_i for every cell, once per image: (B, L, D) -> (B, L, A)."""
         return self.feat_proj(features)
 
-    def weights(self, projected: Tensor, hidden: Tensor, word: Tensor) -> Tensor:
+    def weights(
+        self, projected: Tensor, hidden: Tensor, word: Tensor, coverage: Tensor | None = None
+    ) -> Tensor:
         """alpha (B*K, L) of B*K states `hidden` over B images, K per image in order (rows
         b*K .. b*K+K-1 look at image b); `word` (B*K, E), the embedded y_{t-1}, is read when
-        the attention has W_e."""
+        the attention has W_e, and `coverage` (B*K, L), the summed past alphas, when it has w_c."""
         b, cells, _ = projected.shape
         k = hidden.size(0) // b
         query = self.hidden_proj(hidden)
         if self.word_proj is not None:
             query = query + self.word_proj(word)
         energy = projected.unsqueeze(1) + query.view(b, k, 1, -1)
+        if self.coverage_weight is not None:
+            energy = energy + coverage.view(b, k, cells, 1) * self.coverage_weight
         return self.score(energy.tanh_()).view(b, k, cells).softmax(dim=-1).flatten(0, 1)
 
     def context(self, alpha: Tensor, features: Tensor) -> Tensor:

@@ -30,8 +30,9 @@ from models.attention import LocationPolicy, SoftAttention, annotations_at, most
 from models.grid import GridAdapter
 from models.text import PAD_ID
 
-# The recurrent state: tensors whose first dimension is the decoder row, each (rows, N, H) for
-# N layers: (h, c) for an LSTM, (h,) for a GRU.
+# The decoder state: tensors whose first dimension is the decoder row, each (rows, N, H) for
+# N layers: (h, c) for an LSTM, (h,) for a GRU; with coverage, then the summed past alphas
+# (rows, 1, L), so that beams reorder it with the rest.
 State = tuple[Tensor, ...]
 CELLS: dict[str, type[nn.LSTMCell] | type[nn.GRUCell]] = {"lstm": nn.LSTMCell, "gru": nn.GRUCell}
 ATTENTION = ("soft", "hard")
@@ -52,6 +53,7 @@ class CaptionerConfig:
     num_layers: int = 1
     attention: str = "soft"  # or "hard": one location per word (Xu et al., section 4.1)
     word_query: bool = False  # the attention query reads y_{t-1} too (models/attention.py)
+    coverage: bool = False  # the attention reads the summed past alphas (models/attention.py)
 
     def __post_init__(self) -> None:
         h, w = self.grid  # JSON gives a list
@@ -110,7 +112,7 @@ class Captioner(nn.Module):
             nn.Linear(cfg.d_model, layers * hidden) for _ in range(cfg.state_parts)
         )
         word_dim = cfg.embed_dim if cfg.word_query else 0
-        self.attention = SoftAttention(cfg.d_model, hidden, cfg.attn_dim, word_dim)
+        self.attention = SoftAttention(cfg.d_model, hidden, cfg.attn_dim, word_dim, cfg.coverage)
         self.f_beta = nn.Linear(hidden, 1)
         inputs = [cfg.embed_dim + cfg.d_model] + [hidden] * (layers - 1)
         self.cells = nn.ModuleList(CELLS[cfg.cell](size, hidden) for size in inputs)
@@ -136,16 +138,22 @@ class Captioner(nn.Module):
         mean = annotations.mean(dim=1)  # (B, d)
         shape = (mean.size(0), self.config.num_layers, self.config.hidden_dim)
         state = tuple(torch.tanh(init(mean)).view(shape) for init in self.init_state)  # (B, N, H)
+        if self.config.coverage:
+            state += (annotations.new_zeros(mean.size(0), 1, annotations.size(1)),)  # (B, 1, L)
         return Prepared(annotations, self.attention.project(annotations), state)
 
     def step(self, tokens: Tensor, prepared: Prepared) -> tuple[Tensor, State, Tensor]:
         """One step: previous words (B*K,) -> logits (B*K, V), new state, alpha (B*K, L)."""
         top = prepared.state[0][:, -1]  # h_{t-1} of the top layer (B*K, H)
         emb = self.embed(tokens)  # (B*K, E)
-        alpha = self.attention.weights(prepared.projected, top, emb)  # (B*K, L)
+        parts = self.config.state_parts
+        coverage = prepared.state[parts][:, 0] if self.config.coverage else None  # (B*K, L)
+        alpha = self.attention.weights(prepared.projected, top, emb, coverage)  # (B*K, L)
         context = self.glimpse(alpha, prepared.features)  # (B*K, d)
         gated = torch.sigmoid(self.f_beta(top)) * context  # (B, d)
-        state = self.recur(torch.cat([emb, gated], dim=1), prepared.state)
+        state = self.recur(torch.cat([emb, gated], dim=1), prepared.state[:parts])
+        if coverage is not None:
+            state += ((coverage + alpha).unsqueeze(1),)
         h = state[0][:, -1]  # h_t of the top layer (B, H)
         deep = emb + self.out_h(self.dropout(h)) + self.out_z(gated)  # (B, E)
         return self.out(self.dropout(deep)), state, alpha

@@ -134,7 +134,7 @@ class CaptionTask:
 
 # Model fields that training from an export may switch on: each adds weights that start at
 # zero, so the model starts where the export stopped.
-GROWN_FROM_ZERO = ("word_query",)
+GROWN_FROM_ZERO = ("word_query", "coverage")
 
 
 def start_from(cfg: TrainConfig) -> tuple[Captioner, PreTrainedTokenizerFast]:

@@ -1,4 +1,5 @@
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -133,3 +134,27 @@ def test_word_query_attends_with_the_word_just_written() -> None:
     plain = make_captioner()
     alpha = attention_after(plain, features, [5, 6])
     assert torch.allclose(alpha[0], alpha[1])  # the paper's query: h_{t-1} only
+
+
+@torch.no_grad()
+def test_coverage_attends_with_the_alphas_spent_so_far() -> None:
+    torch.manual_seed(0)
+    config = tiny_captioner_config(20, 12, (3, 4), hidden_dim=24)
+    model = Captioner(replace(config, coverage=True))
+    plain = Captioner(config)
+    plain.load_state_dict(model.state_dict(), strict=False)
+    model.eval(), plain.eval()
+    features = torch.randn(2, 12, 12)
+    captions = torch.tensor([[1, 5, 6, 7, 2], [1, 8, 9, 2, 0]])
+    assert not model.attention.coverage_weight.any()  # w_c starts at zero
+    logits, alphas, _ = model(features, captions[:, :-1])
+    plain_logits, plain_alphas, _ = plain(features, captions[:, :-1])
+    assert torch.allclose(alphas, plain_alphas) and torch.allclose(logits, plain_logits)
+    torch.nn.init.normal_(model.attention.coverage_weight)  # once training has moved it
+    _, alphas, _ = model(features, captions[:, :-1])
+    assert torch.allclose(alphas[:, 0], plain_alphas[:, 0])  # nothing is covered before word 1
+    assert not torch.allclose(alphas[:, 1:], plain_alphas[:, 1:], atol=1e-3)
+    prepared = model.prepare(features).beams(3)
+    _, state, alpha = model.step(captions[:, 0].repeat_interleave(3), prepared)
+    assert torch.allclose(state[-1][:, 0], alpha)  # the state carries the summed alphas
+    assert torch.allclose(prepared.rows(torch.tensor([2, 0])).state[-1], prepared.state[-1][[2, 0]])

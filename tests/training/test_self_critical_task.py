@@ -84,7 +84,7 @@ def test_a_mixed_reward_with_a_greedy_baseline_keeps_the_epoch_best_by_the_same_
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        (['model={"d_model": 16}'], "word_query only, not d_model"),
+        (['model={"d_model": 16}'], "word_query, coverage only, not d_model"),
         (["image_size=32"], "trained on encoder"),
         (["fine_tune=true"], "fine_tune=false"),
     ],
@@ -156,7 +156,7 @@ def test_informative_share_out_of_reach_is_a_clear_error(
         load_config(recipe, overrides)
 
 
-def test_init_from_can_switch_on_the_word_query_and_nothing_else(
+def test_init_from_can_switch_on_the_word_query_and_coverage_and_nothing_else(
     tiny_world: Path, teacher_forced: Path
 ) -> None:
     from models.checkpoint import load_pretrained
@@ -164,14 +164,15 @@ def test_init_from_can_switch_on_the_word_query_and_nothing_else(
 
     start = load_pretrained(teacher_forced).model
     overrides = [f"init_from={teacher_forced}", "batch_size=4"]
-    wanted = 'model={"word_query": true}'
+    wanted = 'model={"word_query": true, "coverage": true}'
     task = SelfCriticalTask(load_config("shapes-scst", headless(*overrides, wanted)), tiny_world)
-    assert task.head.config.word_query
+    assert task.head.config.word_query and task.head.config.coverage
     tuned = task.head.state_dict()
     for name, value in start.state_dict().items():
         assert torch.equal(tuned[name], value.float()), name  # trained weights kept
     assert not tuned["attention.word_proj.weight"].any()  # the new W_e starts at zero
-    with pytest.raises(ValueError, match="word_query only, not hidden_dim"):
+    assert not tuned["attention.coverage_weight"].any()  # and so does w_c
+    with pytest.raises(ValueError, match="word_query, coverage only, not hidden_dim"):
         SelfCriticalTask(
             load_config("shapes-scst", headless(*overrides, 'model={"hidden_dim": 8}')),
             tiny_world,

@@ -22,7 +22,7 @@ IMAGES = 24
 OVERALL_VQA, RELATION_VQA = 0.9, 0.8  # of 144 questions, 44 of them relations (99% / 98%)
 ROBUST_POINTS = 0.1  # 2 of 24 captions; before augmentation, JPEG q70 cost 35 points
 COUNTING = 0.65  # of the 28 images with 3 or 4 shapes: 27 right, 10 before whole_image
-CROWDED_CAPTIONS = 0.9  # of 29 four-shape images: 29 complete, 25 before word_query
+CROWDED_CAPTIONS = 0.9  # of 29 four-shape images: 29 complete with word_query, 25 before it
 SUBSET_COUNTING = 0.8  # of 52 counts of 2+ of a colour or shape: 45 right, 40 before count_maps
 
 

@@ -62,6 +62,8 @@ class SoftAttention(nn.Module):
             query = query + self.word_proj(word)
         energy = projected.unsqueeze(1) + query.view(b, k, 1, -1)
         if self.coverage_weight is not None:
+            if coverage is None:
+                raise ValueError("this attention has coverage: pass the summed past alphas")
             energy = energy + coverage.view(b, k, cells, 1) * self.coverage_weight
         return self.score(energy.tanh_()).view(b, k, cells).softmax(dim=-1).flatten(0, 1)
 

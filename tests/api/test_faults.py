@@ -126,16 +126,22 @@ def test_sigterm_drains_in_flight_requests(tiny_model_dirs, read_metrics, png) -
 
             wait_for(ready, timeout=90)
 
-            def caption() -> int:
+            def caption() -> int | None:
                 with httpx.Client(base_url=url, timeout=60) as client:
                     files = {"image": ("a.png", png())}
-                    return client.post("/v1/captions", files=files, data=SLOW).status_code
+                    try:
+                        return client.post("/v1/captions", files=files, data=SLOW).status_code
+                    except httpx.ConnectError:
+                        return None  # refused: it came after the server stopped listening
 
             with ThreadPoolExecutor(8) as pool:
                 in_flight = [pool.submit(caption) for _ in range(8)]
                 wait_for(lambda: read_metrics(probe).value("glimpse_queue_size") >= 2)
                 server.send_signal(signal.SIGTERM)
-                assert [future.result() for future in in_flight] == [200] * 8
+                answered = [r for r in (f.result() for f in in_flight) if r is not None]
+            # One in the worker and at least two queued were accepted; every accepted one is
+            # answered (a reset or a 503 would fail here), on a slow machine some came too late.
+            assert answered.count(200) == len(answered) >= 3
         # uvicorn re-raises the signal once drained: the exit status says "ended by SIGTERM".
         assert server.wait(timeout=60) in (0, -signal.SIGTERM)
         assert "Traceback" not in server.stderr.read()

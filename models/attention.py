@@ -64,7 +64,7 @@ class SoftAttention(nn.Module):
         if self.coverage_weight is not None:
             if coverage is None:
                 raise ValueError("this attention has coverage: pass the summed past alphas")
-            energy = energy + coverage.view(b, k, cells, 1) * self.coverage_weight
+            energy.addcmul_(coverage.view(b, k, cells, 1), self.coverage_weight)  # in place
         return self.score(energy.tanh_()).view(b, k, cells).softmax(dim=-1).flatten(0, 1)
 
     def context(self, alpha: Tensor, features: Tensor) -> Tensor:

@@ -59,7 +59,7 @@ class Experiment:
 # The captioner rows were measured with the paper's attention, before the recipe's query read
 # the word just written and the summed past alphas (attention-word-query, attention-coverage:
 # those changes at the same budget).
-PAPER_QUERY = {"word_query": False, "coverage": False}
+PAPER_ATTENTION = {"word_query": False, "coverage": False}
 
 EXPERIMENTS = {
     "scst-truth": Experiment(SCST, "shapes-scst", {"reward": {"truth": 1.0}}),
@@ -69,7 +69,7 @@ EXPERIMENTS = {
         f"captioner-{cell}-{layers}": Experiment(
             CAPTIONER_CELLS,
             "shapes-cpu",
-            {"model": {"cell": cell, "num_layers": layers, **PAPER_QUERY}},
+            {"model": {"cell": cell, "num_layers": layers, **PAPER_ATTENTION}},
         )
         for cell in ("lstm", "gru")
         for layers in (1, 2)
@@ -77,7 +77,7 @@ EXPERIMENTS = {
     # the soft model trained the same way is captioner-lstm-1
     **{
         f"attention-hard{suffix}": Experiment(
-            ATTENTION, "shapes-cpu", {"model": {"attention": "hard", **PAPER_QUERY}, **fields}
+            ATTENTION, "shapes-cpu", {"model": {"attention": "hard", **PAPER_ATTENTION}, **fields}
         )
         for suffix, fields in (
             ("", {}),  # hard_reinforce 0.1: the locations learn mostly by backpropagation

@@ -16,11 +16,13 @@ import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
-from service.engine import Engine
-from service.settings import Settings
+if TYPE_CHECKING:  # the service is imported where used: the GPU benchmarks run without it
+    from service.engine import Engine
+
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -121,6 +123,8 @@ def shapes_images(count: int, seed: int = 7) -> list:
 
 def default_captioner() -> Path:
     """The bundled captioner: trained, so its captions have realistic lengths."""
+    from service.settings import Settings
+
     return Settings().caption_model
 
 
@@ -135,8 +139,10 @@ def captioner_parser(doc: str, batches: list[int], repeats: int) -> argparse.Arg
     return parser
 
 
-def captioner_engine(model: Path) -> Engine:
+def captioner_engine(model: Path) -> "Engine":
     """An engine of the captioner at `model` alone, torch's seed set first so runs repeat."""
+    from service.engine import Engine
+
     torch.manual_seed(0)
     return Engine.from_dirs(model, None)
 

@@ -243,6 +243,25 @@ def coco_scale(result: dict) -> Row:
     return Row(figure)
 
 
+def gpu_step(result: dict) -> Row:
+    rows = {(r["step"], r["amp"]): r for r in result["rows"]}
+
+    def epoch(step: str, amp: str = "bf16") -> str:
+        row = rows[(step, amp)]
+        return f"{row['ms_per_step']:.0f} ms a step, {row['epoch_min']:.1f} min an epoch"
+
+    compiled = [r for r in result["rows"] if r["step"].endswith("compiled")]
+    figure = (
+        f"GPU compute of COCO-size training on one {result['device']}, bf16: `coco-gpu` "
+        f"**{epoch('coco-gpu, 12 steps')}** (fp32 {epoch('coco-gpu, 12 steps', 'none')}"
+        + (f"; compiled {compiled[0]['ms_per_step']:.0f} ms" if compiled else "")
+        + f"), `coco-scst` {epoch('coco-scst, 5 samples an image')}, `vqa-coco-gpu` 448 px "
+        f"{epoch('vqa-coco-gpu, 448 px')}; beam-3 validation of 5,000 images "
+        f"{60 * result['validation_beam3']['validation_min']:.0f} s"
+    )
+    return Row(figure)
+
+
 def latency(result: dict) -> Row:
     goals = {g["figure"]: g for g in result["goals"]}
     beam, greedy = (goals[f"COCO-size {d} B=1 int8, ms per caption"] for d in ("beam3", "greedy"))
@@ -276,6 +295,7 @@ FORMATTERS: dict[str, Callable[[dict], Row]] = {
     "domain": domain,
     "memory": memory,
     "coco_scale": coco_scale,
+    "gpu_step": gpu_step,
 }
 
 

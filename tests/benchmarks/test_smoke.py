@@ -3,7 +3,7 @@
 import json
 from pathlib import Path
 
-from benchmarks import decode, encoder, peers, server, train
+from benchmarks import decode, encoder, gpu_step, peers, server, train
 from benchmarks.common import proc_field, proc_kib, table
 
 
@@ -53,6 +53,16 @@ def test_train_on_feature_cache(tmp_path: Path) -> None:
     result = train.main([*argv, "--out", str(tmp_path)])
     on_disk = written(tmp_path, "train", result)
     assert on_disk["cache_img_s"] > 0 and on_disk["train_samples_s"] > 0
+
+
+def test_gpu_step_runs_every_recipe_through_the_training_step(tmp_path: Path) -> None:
+    argv = ["--smoke", "--device", "cpu", "--steps", "1", "--repeats", "1"]
+    result = gpu_step.main([*argv, "--out", str(tmp_path)])
+    on_disk = written(tmp_path, "gpu_step", result)
+    steps = [row["step"] for row in on_disk["rows"]]
+    assert any(s.startswith("coco-scst") for s in steps) and sum("vqa" in s for s in steps) == 2
+    assert all(row["ms_per_step"] > 0 and row["epoch_min"] > 0 for row in on_disk["rows"])
+    assert on_disk["validation_beam3"]["validation_min"] > 0
 
 
 def test_proc_figures_are_read_by_name(tmp_path: Path) -> None:

@@ -53,7 +53,7 @@ captioner: $(WORLD_WRITTEN)  # about 65 minutes on 2 cores
 		attention_supervision=0.1 augmented_views=2 epochs=4
 	@echo "the captioner: runs/captions-scst/model (copy it to models/pretrained/captioner)"
 
-vqa: $(WORLD_WRITTEN)  # about an hour on 2 cores
+vqa: $(WORLD_WRITTEN)  # 95 minutes on 2 cores from a fresh clone (docs/training.md)
 	$(GLIMPSE) train vqa --data $(WORLD) --config vqa-shapes-grounded --out runs/vqa --resume
 	$(GLIMPSE) train vqa --data $(WORLD) --config vqa-shapes --out runs/vqa-concat --resume \
 		'model={"fusion": "concat"}' augmented_views=2

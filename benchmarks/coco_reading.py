@@ -1,7 +1,9 @@
 """Reading caption batches from a feature cache, as training does, for `benchmarks.coco_scale`.
 
-Each pass builds the same batches: cold (the cache evicted from the page cache first), warm,
-through DataLoader workers, and the floor (one fp16 gather a batch, no per-example work).
+Each pass builds the same batches: cold (the cache evicted from the page cache first) and warm,
+both as the training step does (`CaptionDataset.batch`: one gather and one float32 conversion
+a batch); through DataLoader workers, example by example as a DataLoader collates; and the
+floor (one fp16 gather a batch, no conversion).
 """
 
 import os
@@ -68,7 +70,7 @@ def read_batches(dataset: CaptionDataset, batches: list[list[int]], workers: int
     grid_bytes = 0
     if workers == 0:
         for batch in batches:
-            inputs = collate_captions([dataset[i] for i in batch]).inputs  # (B, L, D)
+            inputs = dataset.batch(batch).inputs  # (B, L, D)
             grid_bytes += inputs.numel() * 2  # read as fp16
     else:
         loader = DataLoader(
@@ -82,8 +84,7 @@ def read_batches(dataset: CaptionDataset, batches: list[list[int]], workers: int
 def gather_floor(cache: FeatureCache, dataset: CaptionDataset, batches: list[list[int]]) -> dict:
     """The least a batch's grids can cost: one fp16 gather from the memory map, no conversion.
 
-    Not what training does today; the gap to the warm pass is what per-example float32
-    conversion, tokenising and `torch.stack` cost.
+    The gap to the warm pass is what the float32 conversion and padding the captions cost.
     """
     rows = [
         sorted(cache.row(dataset.records[dataset.pairs[i][0]].image_id) for i in batch)

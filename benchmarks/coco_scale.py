@@ -4,10 +4,10 @@ COCO itself cannot be downloaded here, so this writes the synthetic Karpathy-for
 `training/data/synthetic_coco.py` (by default the real 113,287 training + 5,000 val + 5,000
 test images, ~617k captions) and times, with the peak resident memory of each step, what
 `glimpse train captions --config coco-gpu` does on the CPU side: load the splits, build the
-vocabulary, index and tokenise every caption, bucket the batches, and read batches of
-`CaptionDataset` + `collate_captions` from a feature cache of the recipe's grid shape. The full
-cache (113k x 256 x 1024 fp16 = 59 GB at the recipe's 256 px) is not written: a stated number
-of images is, and the per-batch cost is extrapolated to an epoch. Results go to
+vocabulary, index and tokenise every caption, bucket the batches, and read batches as the
+training step does (`CaptionDataset.batch`) from a feature cache of the recipe's grid shape.
+The full cache (113k x 256 x 1024 fp16 = 59 GB at the recipe's 256 px) is not written: a
+stated number of images is, and the per-batch cost is extrapolated to an epoch. Results go to
 `benchmarks/results/coco_scale.json` and a table is printed.
 """
 

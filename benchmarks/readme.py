@@ -230,11 +230,11 @@ def memory(result: dict) -> Row:
 
 
 def coco_scale(result: dict) -> Row:
-    reading, epoch = result["reading"], result["epoch"]
+    reading, epoch, images = result["reading"], result["epoch"], result["images"]
     warm = reading["warm"]
     floor = reading["floor: one fp16 gather a batch"]
     figure = (
-        f"COCO-size caption data ({result['images']['train']:,} training images, "
+        f"COCO-size caption data ({images['train'] + images['restval']:,} training images, "
         f"{result['vocabulary']['words']:,} words): batches from the fp16 grid cache at "
         f"{whole(warm['examples_per_s'])} examples/s warm ({warm['ms_per_batch']:.0f} ms a batch;"
         f" one fp16 gather: {floor['ms_per_batch']:.0f} ms), "

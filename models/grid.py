@@ -31,8 +31,9 @@ class GridAdapter(nn.Module):
         )
 
     def forward(self, features: Tensor) -> Tensor:
-        """(B, L, in_dim) -> (B, L, out_dim)."""
-        x = self.proj(self.norm(features)) + self.pos  # (B, L, C)
+        """(B, L, in_dim) -> (B, L, out_dim). Grids may come in float16 (the training cache's):
+        they are converted here, on the device the model runs on."""
+        x = self.proj(self.norm(features.to(self.norm.weight.dtype))) + self.pos  # (B, L, C)
         if self.convs:
             b, n, c = x.shape
             h, w = self.grid

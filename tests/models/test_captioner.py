@@ -41,6 +41,16 @@ def test_forward_shapes_loss_and_attention_distributions() -> None:
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
 
 
+def test_float16_grids_of_the_training_cache_give_what_float32_ones_give() -> None:
+    model = make_captioner(conv_layers=1).eval()
+    grids = torch.randn(2, 12, 12).half()  # (B, L, D) as the feature cache holds them
+    captions = torch.tensor([[1, 5, 6, 2], [1, 8, 2, 0]])
+    cached, _, _ = teacher_forced(model, grids, captions)
+    converted, _, _ = teacher_forced(model, grids.float(), captions)
+    assert cached.dtype == torch.float32
+    assert torch.equal(cached, converted)
+
+
 def test_loss_ignores_padding() -> None:
     model = make_captioner().eval()
     features = torch.randn(1, 12, 12)

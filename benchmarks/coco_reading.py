@@ -1,9 +1,9 @@
 """Reading caption batches from a feature cache, as training does, for `benchmarks.coco_scale`.
 
 Each pass builds the same batches: cold (the cache evicted from the page cache first) and warm,
-both as the training step does (`CaptionDataset.batch`: one gather and one float32 conversion
-a batch); through DataLoader workers, example by example as a DataLoader collates; and the
-floor (one fp16 gather a batch, no conversion).
+both as the training step does (`CaptionDataset.batch`: one gather a batch, the grids left in
+float16 for the model to convert on its device); through DataLoader workers, example by
+example as a DataLoader collates; and the floor (the gather alone, no captions).
 """
 
 import os
@@ -84,7 +84,7 @@ def read_batches(dataset: CaptionDataset, batches: list[list[int]], workers: int
 def gather_floor(cache: FeatureCache, dataset: CaptionDataset, batches: list[list[int]]) -> dict:
     """The least a batch's grids can cost: one fp16 gather from the memory map, no conversion.
 
-    The gap to the warm pass is what the float32 conversion and padding the captions cost.
+    The gap to the warm pass is what looking the rows up and padding the captions cost.
     """
     rows = [
         sorted(cache.row(dataset.records[dataset.pairs[i][0]].image_id) for i in batch)

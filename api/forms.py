@@ -11,6 +11,7 @@ from typing import Annotated
 from fastapi import Depends, File, Form, Request, UploadFile
 
 from api.deps import SettingsDep
+from models.decoding import REPEAT_PENALTY
 from service.decoding_fields import DecodingFields, check_decoding
 from service.errors import InvalidField
 from service.inference import AnswerOptions, CaptionOptions, LabelOptions
@@ -67,10 +68,19 @@ async def caption_options(
         float | None,
         Form(description="rank candidates by log p / (words + 1)^length_penalty (default 0)"),
     ] = None,
+    repeat_penalty: Annotated[
+        float | None,
+        Form(
+            description="take this much from a candidate's rank for each word it says again "
+            f"where it looked before: one object named twice (default {REPEAT_PENALTY:g})"
+        ),
+    ] = None,
 ) -> CaptionOptions:
     await _only_known_fields(request, _CAPTION_FIELDS)
     beams = _bounded("beam_size", beam_size, settings.beam_size, settings.max_beam_size)
-    sent = DecodingFields(sample, temperature, top_k, top_p, seed, num_captions, length_penalty)
+    sent = DecodingFields(
+        sample, temperature, top_k, top_p, seed, num_captions, length_penalty, repeat_penalty
+    )
     decoding = check_decoding(sent, beams, beam_size is not None, settings)
     return CaptionOptions(
         beams,
@@ -80,6 +90,7 @@ async def caption_options(
         decoding.num_captions,
         decoding.sampling,
         decoding.seed,
+        decoding.repeat_penalty,
     )
 
 

@@ -3,12 +3,13 @@ API's forms and the CLI alike.
 
 Each field stays within its `GLIMPSE_*` bound, and a field that would mean nothing is refused
 rather than ignored: the sampling fields without `sample`, a beam size with it, more captions
-from beam search than it has beams, a length penalty with a single candidate to rank. A bad
-field is `InvalidField` naming it.
+from beam search than it has beams, a length or repeat penalty with a single candidate to
+rank. A bad field is `InvalidField` naming it.
 """
 
 from dataclasses import dataclass
 
+from models.decoding import REPEAT_PENALTY
 from models.sampling import Sampling
 from service.errors import InvalidField
 from service.settings import Settings
@@ -27,6 +28,7 @@ class DecodingFields:
     seed: int | None = None
     num_captions: int | None = None
     length_penalty: float | None = None
+    repeat_penalty: float | None = None
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,7 @@ class Decoding:
     length_penalty: float = 0.0
     sampling: Sampling | None = None
     seed: int | None = None
+    repeat_penalty: float = REPEAT_PENALTY
 
 
 def check_decoding(
@@ -67,14 +70,22 @@ def check_decoding(
             f"length_penalty must be between 0 and {settings.max_length_penalty}, "
             f"got {length_penalty}",
         )
-    candidates = num_captions if sampling is not None else beam_size
-    if sent.length_penalty is not None and candidates == 1:
+    repeat_penalty = REPEAT_PENALTY if sent.repeat_penalty is None else sent.repeat_penalty
+    if not 0 <= repeat_penalty <= settings.max_repeat_penalty:
         raise InvalidField(
-            "length_penalty",
-            "length_penalty ranks candidates: it needs beam search (beam_size > 1) or several "
-            "samples (num_captions > 1)",
+            "repeat_penalty",
+            f"repeat_penalty must be between 0 and {settings.max_repeat_penalty}, "
+            f"got {repeat_penalty}",
         )
-    return Decoding(num_captions, length_penalty, sampling, sent.seed)
+    candidates = num_captions if sampling is not None else beam_size
+    for name in ("length_penalty", "repeat_penalty"):
+        if getattr(sent, name) is not None and candidates == 1:
+            raise InvalidField(
+                name,
+                f"{name} ranks candidates: it needs beam search (beam_size > 1) or several "
+                "samples (num_captions > 1)",
+            )
+    return Decoding(num_captions, length_penalty, sampling, sent.seed, repeat_penalty)
 
 
 def _no_sampling(sent: DecodingFields) -> None:

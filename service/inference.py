@@ -13,6 +13,7 @@ from typing import Generic, TypeVar
 
 from PIL import Image
 
+from models.decoding import REPEAT_PENALTY
 from models.sampling import Sampling
 from service.admission import DecodeBudget
 from service.batcher import Completed, MicroBatcher
@@ -42,7 +43,7 @@ class CaptionOptions:
     """How to caption. The maps are always computed (an overlay draws them); `attention`
     says whether the caller's answer includes them. With `sampling` the caption is drawn (from
     `seed`, or unseeded), else searched; `num_captions` come back, ranked with
-    `length_penalty` (see `models.decoding.DecodeOptions`)."""
+    `length_penalty` and `repeat_penalty` (see `models.decoding.DecodeOptions`)."""
 
     beam_size: int
     max_length: int
@@ -51,6 +52,7 @@ class CaptionOptions:
     num_captions: int = 1
     sampling: Sampling | None = None
     seed: int | None = None
+    repeat_penalty: float = REPEAT_PENALTY
 
 
 @dataclass(frozen=True)
@@ -135,7 +137,14 @@ class Inference:
         decoded, decode_seconds = await self._decode(image)
         o = options
         job = CaptionJob(
-            decoded, o.beam_size, o.max_length, o.length_penalty, o.num_captions, o.sampling, o.seed
+            decoded,
+            o.beam_size,
+            o.max_length,
+            o.length_penalty,
+            o.num_captions,
+            o.sampling,
+            o.seed,
+            o.repeat_penalty,
         )
         done = await self._batcher.submit(job)
         return _outcome(done, decoded, model, decode_seconds)

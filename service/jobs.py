@@ -13,7 +13,7 @@ from functools import partial
 import torch
 from PIL import Image
 
-from models.decoding import DecodeOptions
+from models.decoding import REPEAT_PENALTY, DecodeOptions
 from models.sampling import Sampling
 from service.domain import DomainVerdict
 from service.engine import AnswerResult, CaptionResult, Engine
@@ -24,7 +24,8 @@ from service.metrics import Metrics
 @dataclass(frozen=True)
 class CaptionJob:
     """A caption to decode: beam search, or sampling with `sampling` (with the request's
-    `seed`; None draws an unseeded one), `num_captions` ranked with `length_penalty`."""
+    `seed`; None draws an unseeded one), `num_captions` ranked with `length_penalty` and
+    `repeat_penalty`."""
 
     image: Image.Image
     beam_size: int
@@ -33,11 +34,17 @@ class CaptionJob:
     num_captions: int = 1
     sampling: Sampling | None = None
     seed: int | None = None
+    repeat_penalty: float = REPEAT_PENALTY
 
     @property
     def decoding(self) -> DecodeOptions:
         return DecodeOptions(
-            self.beam_size, self.max_length, self.length_penalty, self.num_captions, self.sampling
+            self.beam_size,
+            self.max_length,
+            self.length_penalty,
+            self.num_captions,
+            self.sampling,
+            self.repeat_penalty,
         )
 
 

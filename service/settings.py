@@ -108,6 +108,9 @@ class Settings(BaseSettings):
     max_length_penalty: float = Field(
         2.0, ge=0, le=10, description="largest `length_penalty` a client may ask"
     )
+    max_repeat_penalty: float = Field(
+        50.0, ge=0, le=1000, description="largest `repeat_penalty` a client may ask"
+    )
     top_k: int = Field(5, ge=1, description="default answers listed per question")
     max_top_k: int = Field(20, ge=1, description="largest `top_k` a client may ask")
     labels_top_k: int = Field(

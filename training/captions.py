@@ -83,7 +83,10 @@ class CaptionTask:
     def decode(self, records: list[CaptionRecord], device: torch.device) -> dict[int, Caption]:
         """The model's caption of each image of `records`, by image id, in batches."""
         val = CaptionDataset(records, self.tokenizer, **self.val_source)
-        options = DecodeOptions(beam_size=self.cfg.eval_beam_size, max_len=self.cfg.max_caption_len)
+        # Plain beam search: the recipes choose their checkpoints on the model alone.
+        options = DecodeOptions(
+            beam_size=self.cfg.eval_beam_size, max_len=self.cfg.max_caption_len, repeat_penalty=0.0
+        )
         firsts = [i for i, (_, c) in enumerate(val.pairs) if c == 0]  # one example per image
         results = {}
         for start in range(0, len(firsts), 64):

@@ -78,13 +78,19 @@ def caption(
     length_penalty: Annotated[
         float | None, typer.Option(help="rank by log p / (words + 1)^length_penalty")
     ] = None,
+    repeat_penalty: Annotated[
+        float | None,
+        typer.Option(help="rank down a word said again where it looked before (default 5)"),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Caption images; with --json, each word comes with its attention map and probability."""
     from api.warnings import domain_json, out_of_domain
     from service.decoding_fields import DecodingFields
 
-    sent = DecodingFields(sample, temperature, top_k, top_p, seed, num_captions, length_penalty)
+    sent = DecodingFields(
+        sample, temperature, top_k, top_p, seed, num_captions, length_penalty, repeat_penalty
+    )
     options, seed = _decoding(sent, beam_size, max_length)
     decoded = _load_images(images)
     engine = open_engine(model or Settings().caption_model, None)
@@ -127,7 +133,10 @@ def _decoding(
         d = check_decoding(sent, beams, beam_size is not None, Settings())
     except InvalidField as exc:
         raise fail(f"--{exc.field.replace('_', '-')}: {exc.message}") from exc
-    return DecodeOptions(beams, max_length, d.length_penalty, d.num_captions, d.sampling), d.seed
+    options = DecodeOptions(
+        beams, max_length, d.length_penalty, d.num_captions, d.sampling, d.repeat_penalty
+    )
+    return options, d.seed
 
 
 def _generators(seed: int | None, batch: list) -> "list[torch.Generator] | None":

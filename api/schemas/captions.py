@@ -49,7 +49,7 @@ class CaptionResponse(BaseModel):
     score: float = Field(description="log-probability of the caption")
     alternatives: list[Alternative] = Field(
         description="the other num_captions - 1 captions, best first (by log p / (words + "
-        "1)^length_penalty); empty unless num_captions > 1"
+        "1)^length_penalty - repeat_penalty x R); empty unless num_captions > 1"
     )
     grid: Grid = Field(description="attention grid as [height, width]")
     model: str = Field(description="id of the captioner, see GET /v1/models")

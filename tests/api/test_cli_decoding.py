@@ -36,6 +36,7 @@ def records(result) -> list[dict]:
 
 def test_n_best_with_word_probabilities(tiny_model_dirs, photos) -> None:
     flags = ("--json", "--beam-size", "3", "--num-captions", "3", "--max-length", "6")
+    flags += ("--repeat-penalty", "0")  # ranked by the score alone
     record = records(glimpse_caption(tiny_model_dirs[0], photos[:1], *flags))[0]
     captions = [record, *record["alternatives"]]
     assert len({c["caption"] for c in captions}) == 3
@@ -43,7 +44,8 @@ def test_n_best_with_word_probabilities(tiny_model_dirs, photos) -> None:
     for c in captions:
         assert c["caption"] == " ".join(t["word"] for t in c["tokens"])
         assert all(0 < t["p"] <= 1 and len(t["attention"]) == 4 for t in c["tokens"])
-    plain = glimpse_caption(tiny_model_dirs[0], photos[:1], "--beam-size", "3", "--max-length", "6")
+    plain_flags = ("--beam-size", "3", "--max-length", "6", "--repeat-penalty", "0")
+    plain = glimpse_caption(tiny_model_dirs[0], photos[:1], *plain_flags)
     assert plain.stdout == f"{photos[0]}: {record['caption']}\n"
     text = glimpse_caption(tiny_model_dirs[0], photos[:1], *flags[1:]).stdout.splitlines()
     assert text == [f"{photos[0]}: {record['caption']}"] + [
@@ -73,6 +75,8 @@ def test_a_seed_gives_each_image_the_same_samples_whatever_the_batch(
         (["--sample", "--beam-size", "2"], "--beam-size: beam_size does not apply"),
         (["--num-captions", "4"], "--num-captions: num_captions must not exceed beam_size (3)"),
         (["--sample", "--temperature", "0"], "--temperature: temperature must be above 0"),
+        (["--beam-size", "1", "--repeat-penalty", "2"], "--repeat-penalty: repeat_penalty ranks"),
+        (["--repeat-penalty", "51"], "--repeat-penalty: repeat_penalty must be between 0 and 50"),
     ],
 )
 def test_bad_flags_are_one_line_errors(tiny_model_dirs, photos, flags, words) -> None:

@@ -1,13 +1,17 @@
 """Decoding controls of POST /v1/captions over HTTP: sampling with seeds, several captions,
-length penalty, each word's probability, and a 422 naming the field for every bad value."""
+length and repeat penalties, each word's probability, and a 422 naming the field for every bad
+value."""
 
 import asyncio
+import itertools
 import math
 
 import httpx
+import numpy as np
 import pytest
 
 from api.app import create_app
+from models.decoding import REPEAT_PENALTY
 
 
 def upload(data: bytes) -> dict:
@@ -24,6 +28,23 @@ def ranked(body: dict) -> list[dict]:
     return [body, *body["alternatives"]]
 
 
+def repeats(caption: dict) -> float:
+    """`models.decoding.looked_again` of a caption as the API returns it."""
+    words = [t["word"] for t in caption["tokens"]]
+    maps = [np.asarray(t["attention"]).ravel() for t in caption["tokens"]]
+    return sum(
+        float(maps[i] @ maps[j])
+        for i in range(len(words))
+        for j in range(i + 1, len(words))
+        if words[i] == words[j]
+    )
+
+
+def is_ranked(keys: list[float]) -> bool:
+    """Best first, up to the maps' 4 decimals."""
+    return all(a >= b - 1e-3 for a, b in itertools.pairwise(keys))
+
+
 @pytest.fixture(scope="module")
 def strict(settings_for, serve_app):
     """Small bounds on the decoding fields."""
@@ -34,6 +55,7 @@ def strict(settings_for, serve_app):
         max_temperature=1.5,
         max_sample_top_k=5,
         max_length_penalty=1.0,
+        max_repeat_penalty=10.0,
     )
     return serve_app(create_app(settings))
 
@@ -54,8 +76,7 @@ def test_n_best_are_distinct_sorted_and_start_with_the_plain_caption(client, png
     body = caption(client, data, beam_size="3", max_length="6", num_captions="3")
     captions = ranked(body)
     assert len(captions) == 3 and len({c["caption"] for c in captions}) == 3
-    scores = [c["score"] for c in captions]
-    assert scores == sorted(scores, reverse=True)
+    assert is_ranked([c["score"] - REPEAT_PENALTY * repeats(c) for c in captions])
     assert body["caption"] == plain["caption"] and body["score"] == plain["score"]
     for other in body["alternatives"]:
         assert other["caption"] == " ".join(t["word"] for t in other["tokens"])
@@ -63,9 +84,19 @@ def test_n_best_are_distinct_sorted_and_start_with_the_plain_caption(client, png
 
 
 def test_length_penalty_reaches_the_ranking(client, png) -> None:
-    body = caption(client, png(seed=4), beam_size="4", num_captions="4", length_penalty="1.0")
+    form = {"beam_size": "4", "num_captions": "4", "repeat_penalty": "0"}
+    body = caption(client, png(seed=4), length_penalty="1.0", **form)
     normalised = [c["score"] / (len(c["tokens"]) + 1) for c in ranked(body)]
     assert normalised == sorted(normalised, reverse=True)
+
+
+def test_repeat_penalty_reaches_the_ranking(client, png) -> None:
+    form = {"beam_size": "4", "num_captions": "4", "max_length": "8"}
+    plain = ranked(caption(client, png(seed=4), repeat_penalty="0", **form))
+    assert [c["score"] for c in plain] == sorted((c["score"] for c in plain), reverse=True)
+    assert max(repeats(c) for c in plain) > 0  # something for the penalty to weigh
+    strong = ranked(caption(client, png(seed=4), repeat_penalty="40", **form))
+    assert is_ranked([c["score"] - 40 * repeats(c) for c in strong])
 
 
 @pytest.mark.parametrize(
@@ -147,6 +178,10 @@ def test_overlay_takes_the_decoding_fields(client, png) -> None:
         ({"length_penalty": "1.5"}, "length_penalty", "between 0 and 1.0"),
         ({"length_penalty": "0.5", "beam_size": "1"}, "length_penalty", "ranks candidates"),
         ({"length_penalty": "0.5", "sample": "true"}, "length_penalty", "ranks candidates"),
+        ({"repeat_penalty": "-1"}, "repeat_penalty", "between 0 and 10.0"),
+        ({"repeat_penalty": "11"}, "repeat_penalty", "between 0 and 10.0"),
+        ({"repeat_penalty": "many"}, "repeat_penalty", "number"),
+        ({"repeat_penalty": "2", "beam_size": "1"}, "repeat_penalty", "ranks candidates"),
     ],
 )
 def test_bad_decoding_fields_are_422_naming_the_field(strict, png, form, field, words) -> None:

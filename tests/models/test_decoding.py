@@ -12,6 +12,7 @@ from models.decoding import (
     beam_search,
     decode_captions,
     greedy,
+    looked_again,
     sample,
     word_probabilities,
     words_and_maps,
@@ -35,16 +36,25 @@ def features() -> torch.Tensor:
     return torch.randn(6, 6, 6, generator=torch.Generator().manual_seed(0))  # (B, L, D)
 
 
-def step_logprobs(model: Captioner, feats: torch.Tensor, words: list[int], max_len: int) -> list:
-    """Log-probability of each of `words` (+ <eos> unless cut at max_len), by teacher forcing."""
+@torch.no_grad()
+def teacher_forced(
+    model: Captioner, feats: torch.Tensor, words: list[int], max_len: int
+) -> tuple[list[float], torch.Tensor]:
+    """Log-probability of each of `words` (+ <eos> unless cut at max_len) and each word's map,
+    by teacher forcing."""
     targets = words + ([EOS_ID] if len(words) < max_len else [])
     prepared = model.prepare(feats.unsqueeze(0))
-    token, out = torch.tensor([BOS_ID]), []
+    token, out, maps = torch.tensor([BOS_ID]), [], []
     for target in targets:
-        logits, prepared.state, _ = model.step(token, prepared)
+        logits, prepared.state, alpha = model.step(token, prepared)
         out.append(logits.log_softmax(-1)[0, target].item())
+        maps.append(alpha[0])
         token = torch.tensor([target])
-    return out
+    return out, torch.stack(maps)[: len(words)]
+
+
+def step_logprobs(model: Captioner, feats: torch.Tensor, words: list[int], max_len: int) -> list:
+    return teacher_forced(model, feats, words, max_len)[0]
 
 
 def sequence_score(model: Captioner, feats: torch.Tensor, words: list[int], max_len: int) -> float:
@@ -172,9 +182,23 @@ def test_batched_n_best_equals_one_image_at_a_time(
         assert [c.score for c in ranked(caption)] == pytest.approx([c.score for c in ranked(alone)])
 
 
-@pytest.mark.parametrize("length_penalty", [0.0, 1.0])
+def ranking_score(
+    model: Captioner,
+    feats: torch.Tensor,
+    words: list[int],
+    max_len: int,
+    length_penalty: float,
+    repeat_penalty: float,
+) -> float:
+    """What `DecodeOptions` ranks by, computed by teacher forcing."""
+    logprobs, maps = teacher_forced(model, feats, words, max_len)
+    repeats = looked_again(Caption(words, sum(logprobs), maps, torch.tensor(logprobs)))
+    return sum(logprobs) / (len(words) + 1) ** length_penalty - repeat_penalty * repeats
+
+
+@pytest.mark.parametrize(("length_penalty", "repeat_penalty"), [(0, 0), (1, 0), (0, 5), (1, 5)])
 def test_wide_beam_finds_the_exhaustive_n_best(
-    model: Captioner, features: torch.Tensor, length_penalty: float
+    model: Captioner, features: torch.Tensor, length_penalty: float, repeat_penalty: float
 ) -> None:
     max_len, n, vocab = 3, 3, model.config.vocab_size
     words = [w for w in range(vocab) if w != EOS_ID]
@@ -182,7 +206,7 @@ def test_wide_beam_finds_the_exhaustive_n_best(
         feats = features[i]
         every = sorted(
             (
-                (sequence_score(model, feats, list(seq), max_len) / (n_words + 1) ** length_penalty,
+                (ranking_score(model, feats, list(seq), max_len, length_penalty, repeat_penalty),
                  list(seq))
                 for n_words in range(max_len + 1)
                 for seq in itertools.product(words, repeat=n_words)
@@ -190,9 +214,38 @@ def test_wide_beam_finds_the_exhaustive_n_best(
             reverse=True,
         )  # fmt: skip
         found = beam_search(
-            model, feats.unsqueeze(0), len(words) ** 2, max_len, length_penalty, num_captions=n
+            model,
+            feats.unsqueeze(0),
+            len(words) ** 2,
+            max_len,
+            length_penalty,
+            num_captions=n,
+            repeat_penalty=repeat_penalty,
         )
         assert [c.tokens for c in ranked(found[0])] == [seq for _, seq in every[:n]]
+
+
+def test_looked_again_counts_a_word_said_again_where_it_looked_before() -> None:
+    def repeats(tokens: list[int], cells: list[int]) -> float:
+        alphas = torch.nn.functional.one_hot(torch.tensor(cells), 6).float()
+        return looked_again(Caption(tokens, -1.0, alphas, torch.zeros(len(tokens))))
+
+    assert repeats([5, 6, 5], [0, 1, 0]) == 1.0  # "star ... star", both at cell 0
+    assert repeats([5, 6, 5], [0, 1, 2]) == 0.0  # two stars in two places
+    assert repeats([5, 6, 7], [0, 0, 0]) == 0.0  # three words, one place: not a repeat
+    assert repeats([5, 5, 5], [3, 3, 4]) == 1.0  # of three pairs, one looks at one place
+    soft = torch.tensor([[0.5, 0.5, 0, 0, 0, 0], [0, 0.5, 0.5, 0, 0, 0]])
+    assert looked_again(Caption([5, 5], -1.0, soft, torch.zeros(2))) == pytest.approx(0.25)
+
+
+def test_the_repeat_penalty_changes_the_ranking_on_the_fixture(
+    model: Captioner, features: torch.Tensor
+) -> None:
+    """Guards the exhaustive test's repeat_penalty cases against a fixture without repeats."""
+    plain = beam_search(model, features, 4, 6, num_captions=4)
+    penalised = decode_captions(model, features, DecodeOptions(4, 6, num_captions=4))
+    assert any(looked_again(c) > 0.1 for best in plain for c in ranked(best))
+    assert [c.tokens for c in plain] != [c.tokens for c in penalised]
 
 
 @pytest.mark.parametrize("decode", ["greedy", "beam", "sample"])
@@ -295,6 +348,8 @@ def test_options_that_mean_nothing_are_refused() -> None:
         DecodeOptions(beam_size=2, num_captions=3)
     with pytest.raises(ValueError, match="length_penalty"):
         DecodeOptions(length_penalty=-0.5)
+    with pytest.raises(ValueError, match="repeat_penalty"):
+        DecodeOptions(repeat_penalty=-1.0)
     with pytest.raises(ValueError, match="top_p"):
         Sampling(top_p=0.0)
     DecodeOptions(beam_size=1, num_captions=5, sampling=Sampling())  # five samples: fine

@@ -4,7 +4,8 @@ in a batch, on the bundled captioner and shapes images.
     python -m benchmarks.decoding_controls [--model DIR] [--batches 1 8 32]
 
 Writes benchmarks/results/decoding_controls.json. Per batch size B: plain beam search (K = 3)
-against the 5 best of a K = 5 search; sampling with one generator for the batch against one
+against the same search ranked with the repeat penalty (what the service does by default) and
+the 5 best of a K = 5 search; sampling with one generator for the batch against one
 per image (what the server does, so that a seed does not depend on the batch) and 5 samples
 per image. Asserts, on the real model, that each image's seeded samples are the same alone and
 in the batch, and that the first of the n best is the plain beam search caption.
@@ -23,7 +24,7 @@ from benchmarks.common import (
     timed,
     write_result,
 )
-from models.decoding import beam_search, sample
+from models.decoding import REPEAT_PENALTY, beam_search, sample
 
 MAX_LEN = 20
 
@@ -57,6 +58,9 @@ def decoders(model, batch) -> dict[str, Callable[[], object]]:
     shared, seeds = torch.Generator().manual_seed(0), list(range(len(batch)))
     return {
         "beam3": lambda: beam_search(model, batch, 3, MAX_LEN),
+        "beam3_repeat_penalty": lambda: beam_search(
+            model, batch, 3, MAX_LEN, repeat_penalty=REPEAT_PENALTY
+        ),
         "beam5_best5": lambda: beam_search(model, batch, 5, MAX_LEN, 0.0, 5),
         "sample_shared": lambda: sample(model, batch, MAX_LEN, 1.0, shared),
         "sample_per_image": lambda: seeded(model, batch, seeds, 1),
@@ -78,6 +82,9 @@ def main(argv: list[str] | None = None) -> dict:
         row["per_image_generators_cost"] = (
             timings["sample_per_image"]["median_s"] / timings["sample_shared"]["median_s"]
         )
+        row["repeat_penalty_cost"] = (
+            timings["beam3_repeat_penalty"]["median_s"] / timings["beam3"]["median_s"]
+        )
         rows.append(row | {"timings": timings})
     print(table(rows, [k for k in rows[0] if k != "timings"]))
     found = checks(model, grids[: max(args.batches)])
@@ -88,6 +95,7 @@ def main(argv: list[str] | None = None) -> dict:
     result = {
         "model": repo_path(args.model),
         "max_len": MAX_LEN,
+        "repeat_penalty": REPEAT_PENALTY,
         "rows": rows,
         "checks": found,
         "goal": {

@@ -80,7 +80,9 @@ def decoding_controls(result: dict) -> Row:
         f" {others}); seeded samples the same alone and in a batch, first of the 5 best = plain"
         f" beam ({'both asserted' if asserted else 'NOT both true'}); 5 best of K=5: "
         f"{whole(big['beam5_best5_img_s'])} img/s vs {whole(big['beam3_img_s'])} for plain "
-        f"K=3; 5 samples per image: {whole(big['sample_5_per_image_img_s'])} img/s"
+        f"K=3; 5 samples per image: {whole(big['sample_5_per_image_img_s'])} img/s; K=3 ranked "
+        f"with the repeat penalty (the default): {whole(big['beam3_repeat_penalty_img_s'])} "
+        f"img/s, {big['repeat_penalty_cost']:.2f}x the time"
     )
     return Row(figure, *goal_of(result, bound="<="))
 

@@ -138,9 +138,18 @@ def looked_again(caption: Caption) -> float:
     return float(((alphas @ alphas.T) * same).sum())
 
 
-def _ranking_score(caption: Caption, length_penalty: float, repeat_penalty: float) -> float:
-    normalised = caption.score / max(len(caption.tokens) + 1, 1) ** length_penalty
-    return normalised - repeat_penalty * looked_again(caption) if repeat_penalty else normalised
+def _ranking_score(caption: Caption, length_penalty: float, penalty: float) -> float:
+    """log p / (words + 1)^length_penalty - penalty (repeat_penalty x `looked_again`)."""
+    return caption.score / max(len(caption.tokens) + 1, 1) ** length_penalty - penalty
+
+
+def _last_word_repeats(history: Tensor, alpha_history: Tensor) -> Tensor:
+    """What each beam's last word adds to `looked_again`: (B*K,) the overlap of its map with
+    the map of each earlier time the same word was said."""
+    said_before = history[:, :-1] == history[:, -1:]  # (B*K, T-1)
+    last = alpha_history[:, -1:].transpose(1, 2)  # (B*K, L, 1)
+    overlaps = (alpha_history[:, :-1] @ last).squeeze(-1)  # (B*K, T-1)
+    return (overlaps * said_before).sum(dim=1)
 
 
 def _ranked(scored: list[tuple[float, Caption]], n: int) -> Caption:
@@ -184,7 +193,9 @@ def sample(
         return draw(filtered_probs(logits, sampling), uniforms(gens, n, logits.device))
 
     drawn = _decode_one_path(model, features, max_len, choose, n)  # image by image, n each
-    scored = [(_ranking_score(c, length_penalty, repeat_penalty), c) for c in drawn]
+    scored = [
+        (_ranking_score(c, length_penalty, repeat_penalty * looked_again(c)), c) for c in drawn
+    ]
     return [_ranked(scored[i * n : (i + 1) * n], n) for i in range(b)]
 
 
@@ -249,14 +260,18 @@ def beam_search(
     history = torch.empty(b * k, 0, dtype=torch.long, device=device)  # words so far
     alpha_history = torch.empty(b * k, 0, features.size(1), device=device)
     logp_history = torch.empty(b * k, 0, device=device)  # each word's log-probability
+    repeats = torch.zeros(b * k, device=device)  # each beam's `looked_again` so far
     finished: list[list[tuple[float, Caption]]] = [[] for _ in range(b)]  # (ranking, caption)
     best = torch.full((b,), float("-inf"), device=device)  # n-th best finished normalised score
     active = torch.ones(b, dtype=torch.bool, device=device)
     ids = list(range(b))  # the original image of each row still decoding
     offsets = torch.arange(b, device=device).unsqueeze(1) * k  # (B, 1) first row of each image
+    longest = (max_len + 1) ** length_penalty  # the normaliser of the longest caption
 
-    def hypothesis(row: int, score: float) -> Caption:  # the beam at `row`, so far
-        return Caption(history[row].tolist(), score, alpha_history[row], logp_history[row])
+    def hypothesis(row: int, score: float) -> tuple[float, Caption]:  # the beam at `row`
+        caption = Caption(history[row].tolist(), score, alpha_history[row], logp_history[row])
+        penalty = repeat_penalty * float(repeats[row]) if repeat_penalty else 0.0
+        return _ranking_score(caption, length_penalty, penalty), caption
 
     # Every image left in the batch is active at the top of a step: the others were dropped.
     for _ in range(max_len):
@@ -272,8 +287,7 @@ def beam_search(
         # Candidates in the top K that emit <eos> become finished hypotheses.
         for i, j in (ends[:, :k] & top_scores[:, :k].isfinite()).nonzero().tolist():
             hyps = finished[ids[i]]
-            caption = hypothesis(i * k + int(origin[i, j]), top_scores[i, j].item())
-            hyps.append((_ranking_score(caption, length_penalty, repeat_penalty), caption))
+            hyps.append(hypothesis(i * k + int(origin[i, j]), top_scores[i, j].item()))
             if len(hyps) >= n:
                 best[i] = sorted(score for score, _ in hyps)[-n]
 
@@ -285,13 +299,17 @@ def beam_search(
         history = torch.cat([history[rows], word.view(-1, 1)], 1)
         logp_history = torch.cat([logp_history[rows], word_logp.view(-1, 1)], 1)
         alpha_history = torch.cat([alpha_history[rows], alpha[rows].unsqueeze(1)], 1)
+        if repeat_penalty:
+            repeats = repeats[rows] + _last_word_repeats(history, alpha_history)
         prepared = replace(prepared, state=state).rows(rows)
         tokens = word.flatten()
 
-        # Log-probabilities only fall as words are added and the repeat penalty only takes
-        # away: a live beam's best future ranking is its current score, normalised by the
-        # longest length it could still reach.
-        bound = scores[:, 0] / (max_len + 1) ** length_penalty
+        # Log-probabilities only fall as words are added and repeats only grow: a live beam's
+        # best future ranking is its current score, normalised by the longest length it
+        # could still reach, less its repeats so far.
+        bound = scores[:, 0] / longest
+        if repeat_penalty:
+            bound = (scores / longest - repeat_penalty * repeats.view(b, k)).max(dim=1).values
         active = ~(best >= bound)
         alive = int(active.sum())  # the step's one look at the flags
         if alive == 0:
@@ -303,12 +321,11 @@ def beam_search(
             scores, best, active = scores[live], best[live], active[live]
             beams = (live.unsqueeze(1) * k + torch.arange(k, device=device)).flatten()
             history, alpha_history = history[beams], alpha_history[beams]
-            logp_history, tokens = logp_history[beams], tokens[beams]
+            logp_history, tokens, repeats = logp_history[beams], tokens[beams], repeats[beams]
             prepared = prepared.images(live)
             offsets = torch.arange(b, device=device).unsqueeze(1) * k
 
     # Out of room: the live beams of the images still active end here, cut.
     for i, j in (active.unsqueeze(1) & scores.isfinite()).nonzero().tolist():
-        cut = hypothesis(i * k + j, scores[i, j].item())
-        finished[ids[i]].append((_ranking_score(cut, length_penalty, repeat_penalty), cut))
+        finished[ids[i]].append(hypothesis(i * k + j, scores[i, j].item()))
     return [_ranked(hyps, n) for hyps in finished]

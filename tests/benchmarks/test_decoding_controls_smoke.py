@@ -13,6 +13,7 @@ def test_decoding_controls_benchmark(tiny_model_dirs, tmp_path: Path) -> None:
     assert on_disk["rows"] == json.loads(json.dumps(result["rows"]))
     assert [row["B"] for row in on_disk["rows"]] == [1, 3]
     assert all(row["sample_per_image_img_s"] > 0 for row in on_disk["rows"])
+    assert all(row["repeat_penalty_cost"] > 0 for row in on_disk["rows"])
     assert on_disk["checks"]["seeded_same_alone_and_batched"] is True
     assert on_disk["checks"]["n_best_first_is_plain"] is True
     assert not Path(on_disk["model"]).is_absolute()

@@ -194,8 +194,10 @@ def sample(
         return draw(filtered_probs(logits, sampling), uniforms(gens, n, logits.device))
 
     drawn = _decode_one_path(model, features, max_len, choose, n)  # image by image, n each
+    penalise = repeat_penalty if n > 1 else 0.0  # one sample an image: nothing to rank
     scored = [
-        (_ranking_score(c, length_penalty, repeat_penalty * looked_again(c)), c) for c in drawn
+        (_ranking_score(c, length_penalty, penalise * looked_again(c) if penalise else 0.0), c)
+        for c in drawn
     ]
     return [_ranked(scored[i * n : (i + 1) * n], n) for i in range(b)]
 

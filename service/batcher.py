@@ -72,7 +72,7 @@ class MicroBatcher(Generic[Job, Result]):
         self._queue: deque[_Waiting[Job]] = deque()
         self._cond = threading.Condition()
         self._closed = False
-        self._last_size = 1  # of the previous batch: how much company to wait for
+        self._wanted = 1  # how many the next batch waits for (see `_expect_company`)
         self._worker = threading.Thread(target=self._run, name="glimpse-model", daemon=True)
 
     @property
@@ -134,14 +134,12 @@ class MicroBatcher(Generic[Job, Result]):
             self._metrics.queue_size.set(len(self._queue))
 
     def _next_batch(self) -> list[_Waiting[Job]] | None:
-        """Every live request waiting, up to the batch size, once there is one; after a pass
-        of k > 1, up to `max_wait_s` more for k besides those waiting then. None once closed."""
+        """Every live request waiting, up to the batch size, once there is one; up to
+        `max_wait_s` more while fewer than `_expect_company` counted. None once closed."""
         batch: list[_Waiting[Job]] = []
         deadline = None
         with self._cond:
-            # The clients a shared pass just answered tend to come back, to join those waiting.
-            coming = self._last_size if self._last_size > 1 else 0
-            wanted = max(1, min(coming + len(self._queue), self.max_batch_size))
+            wanted = self._wanted
             while not self._closed:  # closed: finish what was taken; the next call returns None
                 while self._queue and len(batch) < self.max_batch_size:
                     item = self._queue.popleft()
@@ -156,8 +154,15 @@ class MicroBatcher(Generic[Job, Result]):
                 if remaining is not None and remaining <= 0:
                     break
                 self._cond.wait(remaining)
-        self._last_size = max(1, len(batch))
         return batch or None
+
+    def _expect_company(self, answered: int) -> None:
+        """Before a pass's answers go out: the next batch waits for those waiting now and, after
+        a shared pass, its `answered` clients, who tend to come back. Counted before they can
+        come back, so a client already back is not counted twice (and waited for in vain)."""
+        with self._cond:
+            coming = answered if answered > 1 else 0
+            self._wanted = max(1, min(coming + len(self._queue), self.max_batch_size))
 
     def _run(self) -> None:
         while (batch := self._next_batch()) is not None:
@@ -171,10 +176,12 @@ class MicroBatcher(Generic[Job, Result]):
                     raise RuntimeError(f"{len(batch)} jobs gave {len(results)} results")
             except Exception as exc:  # a bug in the model path: fail this batch, keep serving
                 log.exception("batch of %d failed", len(batch))
+                self._expect_company(len(batch))
                 for item in batch:
                     item.future.set_exception(exc)
                 continue
             elapsed = time.perf_counter() - started
+            self._expect_company(len(batch))
             for item, result in zip(batch, results, strict=True):
                 waited = started - item.enqueued
                 item.future.set_result(Completed(result, waited, elapsed, len(batch)))

@@ -119,6 +119,32 @@ def test_after_a_shared_pass_the_next_waits_for_as_many() -> None:
     assert process.batches == [[100], [1, 2], [3, 4]]
 
 
+def test_a_client_back_before_the_worker_looks_again_is_not_counted_twice() -> None:
+    """The client answered last comes back while the worker is still handing out answers: the
+    next batch still waits for two, not for three that will never come."""
+    process = Doubler()
+    back_in_queue = threading.Event()
+
+    async def test(batcher: MicroBatcher) -> None:
+        first = await hold_worker(batcher, process)
+        pair = [asyncio.ensure_future(batcher.submit(n)) for n in (1, 2)]
+        await until(lambda: batcher.depth == 2)
+        # Runs on the worker thread as it answers the pair: hold it there until 3 is queued.
+        batcher._queue[-1].future.add_done_callback(lambda _: back_in_queue.wait(10))
+        process.release.set()
+        await asyncio.gather(first, *pair)
+        back = asyncio.ensure_future(batcher.submit(3))
+        await until(lambda: batcher.depth == 1)
+        back_in_queue.set()
+        await asyncio.sleep(0.2)
+        assert not back.done()  # waiting for the second of the pair
+        done = await asyncio.wait_for(asyncio.gather(back, batcher.submit(4)), timeout=10)
+        assert [d.batch_size for d in done] == [2, 2]
+
+    run(test, process, max_batch_size=8, max_wait_s=60.0)
+    assert process.batches == [[100], [1, 2], [3, 4]]
+
+
 def test_a_full_queue_refuses_at_once() -> None:
     process = Doubler()
     metrics = Metrics()

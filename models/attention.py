@@ -18,6 +18,10 @@ W_a a_i does not depend on t, so it is computed once per image (`project`) and r
 decoding step. Several decoder states may look at one image (the K beams of a beam search):
 they share its annotations, which are broadcast rather than copied, so each step reads them
 once per image and the context is one (K x L) @ (L x D) product per image.
+
+Count maps are the unnormalised counterpart: a sigmoid gate per cell, summed over the grid,
+keeps how many cells match, which a softmax divides away (Zhang et al., 2018, count from the
+attention before its normalisation).
 """
 
 from collections.abc import Callable
@@ -95,3 +99,14 @@ def annotations_at(features: Tensor, cells: Tensor) -> Tensor:
     b = features.size(0)
     images = torch.arange(b, device=cells.device).repeat_interleave(cells.size(0) // b)
     return features[images, cells]
+
+
+COUNT_BIAS = -4.0  # count maps start near off: each of 256 cells gates ~0.018, a sum ~4.6
+
+
+def count_gates(in_dim: int, maps: int) -> nn.Linear:
+    """The per-cell logits of K count maps, started near off; a map's count is the sum over the
+    grid of their sigmoids."""
+    gates = nn.Linear(in_dim, maps)
+    nn.init.constant_(gates.bias, COUNT_BIAS)
+    return gates

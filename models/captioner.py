@@ -2,7 +2,9 @@
 
 At step t the first recurrent layer reads [E y_{t-1}; beta_t * z_t], where z_t is the
 attention context and beta_t = sigmoid(f_beta(h_{t-1})) the gating scalar of section 4.2.1;
-the initial state comes from MLPs of the mean annotation; the word distribution is the deep
+the initial state comes from MLPs of the mean annotation (and, with `count_maps` K, K counts:
+sums of sigmoid maps over the grid, so that a caption's first words, which say how many
+shapes there are, need not read a number out of a mean); the word distribution is the deep
 output layer p(y_t) ~ exp(L_o(E y_{t-1} + L_h h_t + L_z z_t)) (eq. 7).
 
 The paper's decoder is one LSTM layer, the default. `cell="gru"` (Cho et al., 2014) has no
@@ -26,7 +28,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from models.attention import LocationPolicy, SoftAttention, annotations_at, most_likely
+from models.attention import (
+    LocationPolicy,
+    SoftAttention,
+    annotations_at,
+    count_gates,
+    most_likely,
+)
 from models.grid import GridAdapter
 from models.text import PAD_ID
 
@@ -54,6 +62,7 @@ class CaptionerConfig:
     attention: str = "soft"  # or "hard": one location per word (Xu et al., section 4.1)
     word_query: bool = False  # the attention query reads y_{t-1} too (models/attention.py)
     coverage: bool = False  # the attention reads the summed past alphas (models/attention.py)
+    count_maps: int = 0  # the initial state also reads K count maps' sums (models/attention.py)
 
     def __post_init__(self) -> None:
         h, w = self.grid  # JSON gives a list
@@ -64,6 +73,8 @@ class CaptionerConfig:
             raise ValueError(f"cell must be one of {tuple(CELLS)}, got {self.cell!r}")
         if not (isinstance(self.num_layers, int) and self.num_layers >= 1):
             raise ValueError(f"num_layers must be a whole number >= 1, got {self.num_layers!r}")
+        if not (isinstance(self.count_maps, int) and self.count_maps >= 0):
+            raise ValueError(f"count_maps must be a whole number >= 0, got {self.count_maps!r}")
 
     @property
     def state_parts(self) -> int:
@@ -109,7 +120,7 @@ class Captioner(nn.Module):
         layers, hidden = cfg.num_layers, cfg.hidden_dim
         # One MLP per state part (h, then c) giving every layer's initial value at once.
         self.init_state = nn.ModuleList(
-            nn.Linear(cfg.d_model, layers * hidden) for _ in range(cfg.state_parts)
+            nn.Linear(cfg.d_model + cfg.count_maps, layers * hidden) for _ in range(cfg.state_parts)
         )
         word_dim = cfg.embed_dim if cfg.word_query else 0
         self.attention = SoftAttention(cfg.d_model, hidden, cfg.attn_dim, word_dim, cfg.coverage)
@@ -121,6 +132,8 @@ class Captioner(nn.Module):
         self.out = nn.Linear(cfg.embed_dim, cfg.vocab_size)  # L_o
         self.dropout = nn.Dropout(cfg.dropout)
         self.locate: LocationPolicy = most_likely  # hard attention's choice of cell
+        if cfg.count_maps:  # made last, so the other weights start as without it
+            self.count = count_gates(cfg.d_model, cfg.count_maps)
 
     @contextmanager
     def locating(self, policy: LocationPolicy) -> Iterator[LocationPolicy]:
@@ -135,11 +148,14 @@ class Captioner(nn.Module):
     def prepare(self, features: Tensor) -> Prepared:
         """Adapt the raw encoder grid (B, L, feat_dim) and compute the initial state."""
         annotations = self.adapter(features)  # (B, L, d)
-        mean = annotations.mean(dim=1)  # (B, d)
-        shape = (mean.size(0), self.config.num_layers, self.config.hidden_dim)
-        state = tuple(torch.tanh(init(mean)).view(shape) for init in self.init_state)  # (B, N, H)
+        summary = annotations.mean(dim=1)  # (B, d)
+        if self.config.count_maps:
+            counts = self.count(annotations).sigmoid().sum(dim=1)  # (B, K)
+            summary = torch.cat([summary, counts], dim=1)
+        shape = (summary.size(0), self.config.num_layers, self.config.hidden_dim)
+        state = tuple(torch.tanh(init(summary)).view(shape) for init in self.init_state)
         if self.config.coverage:
-            state += (annotations.new_zeros(mean.size(0), 1, annotations.size(1)),)  # (B, 1, L)
+            state += (annotations.new_zeros(summary.size(0), 1, annotations.size(1)),)  # (B, 1, L)
         return Prepared(annotations, self.attention.project(annotations), state)
 
     def step(self, tokens: Tensor, prepared: Prepared) -> tuple[Tensor, State, Tensor]:

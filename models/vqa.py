@@ -38,11 +38,11 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
+from models.attention import count_gates
 from models.grid import GridAdapter
 from models.text import PAD_ID
 
 FUSIONS = ("attention", "concat")
-COUNT_BIAS = -4.0  # count maps start near off: each of 256 cells gates ~0.018, a sum ~4.6
 RNNS: dict[str, type[nn.LSTM] | type[nn.GRU]] = {"lstm": nn.LSTM, "gru": nn.GRU}
 
 
@@ -149,8 +149,7 @@ class VQAModel(nn.Module):
             self.attend_question = nn.Linear(cfg.question_size, cfg.attn_dim, bias=False)
             self.glimpse = nn.Linear(cfg.attn_dim, glimpses)
         if cfg.count_maps:
-            self.count = nn.Linear(cfg.attn_dim, cfg.count_maps)
-            nn.init.constant_(self.count.bias, COUNT_BIAS)
+            self.count = count_gates(cfg.attn_dim, cfg.count_maps)
         located = cfg.fusion == "attention" and cfg.glimpse_centres
         if located:
             self.register_buffer("cells", cell_centres(cfg.grid), persistent=False)  # (L, 2)

@@ -168,3 +168,25 @@ def test_coverage_attends_with_the_alphas_spent_so_far() -> None:
     _, state, alpha = model.step(captions[:, 0].repeat_interleave(3), prepared)
     assert torch.allclose(state[-1][:, 0], alpha)  # the state carries the summed alphas
     assert torch.allclose(prepared.rows(torch.tensor([2, 0])).state[-1], prepared.state[-1][[2, 0]])
+
+
+def test_count_maps_give_the_initial_state_how_many_cells_match() -> None:
+    torch.manual_seed(0)
+    config = tiny_captioner_config(vocab_size=20, feature_dim=12, grid=(3, 4), hidden_dim=24)
+    model = Captioner(replace(config, count_maps=2)).eval()
+    with torch.no_grad():
+        model.count.weight.zero_()
+        model.count.bias.copy_(torch.tensor([20.0, -20.0]))  # every cell on; every cell off
+    seen: list[torch.Tensor] = []
+    model.init_state[0].register_forward_pre_hook(lambda _, inputs: seen.append(inputs[0]))
+    model.prepare(torch.randn(3, 12, 12))
+    counts = seen[0][:, config.d_model :]
+    assert torch.allclose(counts, torch.tensor([[12.0, 0.0]] * 3), atol=1e-4)
+    assert model.init_state[0].in_features == config.d_model + 2
+
+
+@pytest.mark.parametrize("count_maps", [-1, 1.5, "4"])
+def test_count_maps_is_a_whole_number(count_maps) -> None:
+    config = tiny_captioner_config(vocab_size=20, feature_dim=12, grid=(3, 4), hidden_dim=24)
+    with pytest.raises(ValueError, match="count_maps"):
+        replace(config, count_maps=count_maps)

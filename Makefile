@@ -47,7 +47,7 @@ TRAIN := $(GLIMPSE) train captions --data $(WORLD) --resume
 $(WORLD_WRITTEN): | setup
 	$(GLIMPSE) data shapes --out $(WORLD)
 
-captioner: $(WORLD_WRITTEN)  # 67 minutes on 2 cores from a fresh clone (docs/training.md)
+captioner: $(WORLD_WRITTEN)  # 68 minutes on 2 cores from a fresh clone (docs/training.md)
 	$(TRAIN) --config shapes-cpu --out runs/captions augmented_views=2
 	$(TRAIN) --config shapes-scst --out runs/captions-scst \
 		attention_supervision=0.1 augmented_views=2 epochs=4

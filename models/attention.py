@@ -105,8 +105,13 @@ COUNT_BIAS = -4.0  # count maps start near off: each of 256 cells gates ~0.018, 
 
 
 def count_gates(in_dim: int, maps: int) -> nn.Linear:
-    """The per-cell logits of K count maps, started near off; a map's count is the sum over the
-    grid of their sigmoids."""
+    """The per-cell logits of K count maps, started near off (counted by `counts`)."""
     gates = nn.Linear(in_dim, maps)
     nn.init.constant_(gates.bias, COUNT_BIAS)
     return gates
+
+
+def counts(gates: nn.Linear, cells: Tensor) -> Tensor:
+    """Each count map's count (B, K): the sum over the grid of its sigmoid gates, for the cells
+    (B, L, in_dim)."""
+    return gates(cells).sigmoid().sum(dim=1)

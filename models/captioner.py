@@ -33,6 +33,7 @@ from models.attention import (
     SoftAttention,
     annotations_at,
     count_gates,
+    counts,
     most_likely,
 )
 from models.grid import GridAdapter
@@ -150,8 +151,7 @@ class Captioner(nn.Module):
         annotations = self.adapter(features)  # (B, L, d)
         summary = annotations.mean(dim=1)  # (B, d)
         if self.config.count_maps:
-            counts = self.count(annotations).sigmoid().sum(dim=1)  # (B, K)
-            summary = torch.cat([summary, counts], dim=1)
+            summary = torch.cat([summary, counts(self.count, annotations)], dim=1)  # (B, d + K)
         shape = (summary.size(0), self.config.num_layers, self.config.hidden_dim)
         state = tuple(torch.tanh(init(summary)).view(shape) for init in self.init_state)
         if self.config.coverage:

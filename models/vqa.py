@@ -38,7 +38,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from models.attention import count_gates
+from models.attention import count_gates, counts
 from models.grid import GridAdapter
 from models.text import PAD_ID
 
@@ -201,8 +201,8 @@ class VQAModel(nn.Module):
             if self.config.whole_image:
                 pooled = torch.cat([pooled, self.dropout(image.mean(dim=1))], dim=1)
             if self.config.count_maps:
-                gates = self.count(self.dropout(torch.relu(joint))).sigmoid()  # (B, L, K)
-                pooled = torch.cat([pooled, gates.sum(dim=1)], dim=1)
+                counted = counts(self.count, self.dropout(torch.relu(joint)))  # (B, K)
+                pooled = torch.cat([pooled, counted], dim=1)
         else:
             pooled = self.dropout(image.mean(dim=1))  # (B, d)
         logits = self.classifier(torch.cat([pooled, self.dropout(question), *relation], dim=1))
